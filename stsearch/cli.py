@@ -1,0 +1,65 @@
+"""Command line: ``stsearch <command> ...``.
+
+Every command turns bad input (``ValueError``, ``FileNotFoundError``, ``KeyError``)
+into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main", "build_parser", "run_guarded"]
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
+
+
+def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]) -> Callable[[Command], Command]:
+    """Register a sub-command: ``add_args`` fills its parser, the function runs it."""
+
+    def deco(fn: Command) -> Command:
+        _COMMANDS[name] = (add_args, fn)
+        return fn
+
+    return deco
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__, commands  # noqa: F401  (registers the commands)
+
+    parser = argparse.ArgumentParser(prog="stsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"stsearch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_args, fn) in _COMMANDS.items():
+        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None)
+        add_args(p)
+        p.set_defaults(_run=fn)
+    return parser
+
+
+def run_guarded(fn: Command, args: argparse.Namespace) -> int:
+    """Run ``fn``; user errors become one line on stderr and exit code 2."""
+    try:
+        return int(fn(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"stsearch: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return run_guarded(args._run, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

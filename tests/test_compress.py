@@ -1,0 +1,115 @@
+"""compress() by dotted path, analytic summaries, and the paper's calibration numbers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from stsearch.compress import compress, factorizable_layers
+from stsearch.layers import FactorizedConv2d
+from stsearch.models import create_model
+from stsearch.plan import LayerPlan, NetworkPlan
+from stsearch.summary import summarize
+
+# (model, family, rank, t, spec value) from shared/spec/STP.md, reading B, default splits.
+CALIBRATION = [
+    ("resnet32", "tt", 14, 1, 2.7),
+    ("resnet32", "stt", 14, 2, 9.5),
+    ("wrn28_10", "tr", 16, 1, 97.0),
+    ("wrn28_10", "str", 16, 2, 179.0),
+    ("wrn28_10", "tr", 10, 1, 225.0),
+]
+
+
+def _plan(fam, rank, t):
+    return NetworkPlan.uniform(["layer*"], LayerPlan(fam, rank=rank, t=t))
+
+
+@pytest.mark.parametrize("model,fam,rank,t,expected", CALIBRATION)
+def test_calibration_compression_factors(model, fam, rank, t, expected):
+    plan = _plan(fam, rank, t)
+    analytic = summarize(model, plan)
+    assert analytic.dense_params == {"resnet32": 464_154, "wrn28_10": 36_479_194}[model]
+    assert analytic.compression == pytest.approx(expected, rel=0.05)
+    # The real model through compress() has exactly the analytic parameter count.
+    with torch.no_grad():
+        real = compress(create_model(model), plan, inplace=True)
+    assert sum(p.numel() for p in real.parameters()) == analytic.params
+
+
+def test_paper_headline_ratios():
+    tt, stt = (summarize("resnet32", _plan(f, 14, t)).compression for f, t in (("tt", 1), ("stt", 2)))
+    assert round(tt) == 3 and round(stt) == 10 or round(stt) == 9
+    assert stt / tt > 3
+
+
+def test_compress_replaces_only_planned_layers_and_runs():
+    model = create_model("resnet20")
+    plan = NetworkPlan(layers={
+        "layer1.*.conv*": LayerPlan("stt", rank=8, t=2),
+        "layer3.0.conv1": LayerPlan("tucker", rank=16),
+        "layer3.0.conv2": LayerPlan("dense"),
+    })
+    out = compress(model, plan)
+    assert isinstance(out.get_submodule("layer1.0.conv1"), FactorizedConv2d)
+    assert isinstance(out.get_submodule("layer3.0.conv1"), FactorizedConv2d)
+    assert type(out.get_submodule("layer3.0.conv2")) is torch.nn.Conv2d
+    assert type(out.get_submodule("conv1")) is torch.nn.Conv2d
+    assert type(model.get_submodule("layer1.0.conv1")) is torch.nn.Conv2d  # original untouched
+    assert out(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    s = summarize("resnet20", plan)
+    assert s.params == sum(p.numel() for p in out.parameters())
+
+
+def test_later_patterns_override_earlier_ones():
+    plan = NetworkPlan(layers={"layer*": LayerPlan("tt", rank=4), "layer2.*": LayerPlan("dense")})
+    names = list(factorizable_layers(create_model("resnet20")))
+    matched = plan.match(names)
+    assert matched["layer1.0.conv1"].family == "tt"
+    assert matched["layer2.1.conv2"].family == "dense"
+    assert "conv1" not in matched and "fc" not in matched
+
+
+def test_unmatched_pattern_is_an_error():
+    with pytest.raises(ValueError, match=r"plan entries \['layer9.\*'\] match no conv/linear layer"):
+        compress(create_model("resnet20"), {"layers": {"layer9.*": {"family": "tt", "rank": 4}}})
+
+
+def test_decompose_init_keeps_pretrained_function_at_full_rank():
+    model = create_model("resnet8_digits").eval().double()
+    plan = NetworkPlan(layers={"layer1.0.conv1": LayerPlan("tucker", rank=16)})
+    out = compress(model, plan, init="decompose").eval()
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(out(x), model(x), rtol=1e-6, atol=1e-8)
+
+
+def test_plan_roundtrip_json_and_yaml(tmp_path):
+    plan = NetworkPlan(model="resnet32", layers={"layer1.*": LayerPlan("stt", rank=(4, 4, 4), t=2, in_modes=(4, 2, 2))})
+    for suffix in (".json", ".yaml"):
+        path = tmp_path / f"plan{suffix}"
+        plan.save(path)
+        assert NetworkPlan.load(path).to_dict() == plan.to_dict()
+
+
+def test_plan_rejects_unknown_keys_and_families():
+    with pytest.raises(ValueError, match=r"unknown layer-plan key\(s\) \['rnak'\]"):
+        NetworkPlan.from_dict({"layers": {"x": {"family": "tt", "rnak": 3}}})
+    with pytest.raises(ValueError, match="unknown family 'cp'"):
+        LayerPlan("cp")
+
+
+def test_summary_cli(tmp_path):
+    plan = tmp_path / "p.json"
+    NetworkPlan(model="resnet32", layers={"layer*": LayerPlan("stt", rank=14, t=2)}).save(plan)
+    out = subprocess.run([sys.executable, "-m", "stsearch.models", "--summary", "resnet32", "--plan", str(plan), "--json"],
+                         capture_output=True, text=True, check=True)
+    totals = json.loads(out.stdout)
+    assert totals["params"] == 48_714 and totals["dense_params"] == 464_154
+    table = subprocess.run([sys.executable, "-m", "stsearch.models", "--summary", "resnet32", "--plan", str(plan)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "layer3.4.conv2" in table and "CF 9.53x" in table
+    bad = subprocess.run([sys.executable, "-m", "stsearch", "summary", "resnet32", "--plan", str(tmp_path / "nope.json")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
