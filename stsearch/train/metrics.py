@@ -97,7 +97,7 @@ def measure_latency(
     """Forward-pass latency in milliseconds (median and 90th percentile).
 
     ``input_shape`` is the shape of one sample, without the batch dimension.
-    The model runs in eval mode on ``device``; afterwards it is moved back to
+    The model runs in eval mode under ``torch.inference_mode`` on ``device``; afterwards it is moved back to
     the device it came from and its train/eval mode is restored.
     """
     if repeats < 1 or warmup < 0 or batch_size < 1:
@@ -111,13 +111,14 @@ def measure_latency(
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times: list[float] = []
     try:
-        for i in range(warmup + repeats):
-            sync()
-            t0 = time.perf_counter()
-            model(x)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                sync()
+                t0 = time.perf_counter()
+                model(x)
+                sync()
+                if i >= warmup:
+                    times.append((time.perf_counter() - t0) * 1e3)
     finally:
         model.to(home).train(was_training)
     times.sort()

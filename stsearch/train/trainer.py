@@ -310,7 +310,7 @@ class _Run:
             self.sched = LRSchedule(self.opt, self.cfg, self.planned, self.sched.warmup)
             seed_everything(self.cfg.seed)
             warnings.warn(f"checkpoint in {self.ckpt_dir} does not fit the model "
-                          f"({type(e).__name__}: {e}); starting fresh", stacklevel=3)
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); starting fresh", stacklevel=3)
             return
         self.history = list(state["history"])
         self.steps_done = int(state["steps_done"])

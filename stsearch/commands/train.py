@@ -1,0 +1,102 @@
+"""``stsearch train``: run one trial from the command line and print its metrics as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cli import command
+
+_TRAIN_FLAGS = {  # CLI flag -> TrainConfig key
+    "epochs": "epochs", "max_steps": "max_steps", "max_seconds": "max_seconds", "batch_size": "batch_size",
+    "lr": "lr", "optimizer": "optimizer", "seed": "seed", "device": "device", "num_threads": "num_threads",
+    "distill_alpha": "distill_alpha",
+}
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", help="search space (YAML path or name in search_spaces/): model, dataset and budget defaults")
+    p.add_argument("--config", help="JSON (inline or a file): flat search params as a study stores them, "
+                                    "or a trial spec {model, dataset, plan, train, ...}")
+    p.add_argument("--plan", help="plan file (JSON/YAML) to train instead of --config params")
+    p.add_argument("--model", help="registered model (overrides the space)")
+    p.add_argument("--dataset", help="dataset name (overrides the space)")
+    p.add_argument("--data-dir", help="folder holding CIFAR data")
+    p.add_argument("--init", choices=["random", "decompose"], help="factor initialisation (decompose needs --pretrained)")
+    p.add_argument("--pretrained", help="dense state dict of the model for warm start / distillation")
+    p.add_argument("--out", help="trial folder (default results/train/<time>)")
+    p.add_argument("--no-progress", action="store_true")
+    for flag, key in _TRAIN_FLAGS.items():
+        typ = {"optimizer": str, "device": str}.get(key, float if key in ("epochs", "lr", "max_seconds", "distill_alpha") else int)
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=f"TrainConfig.{key}")
+
+
+def _read_json(text: str) -> dict[str, Any]:
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.exists():
+        text = path.read_text()
+    elif not text.lstrip().startswith("{"):
+        raise FileNotFoundError(f"--config {text!r} is neither inline JSON nor an existing file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError("--config must be a JSON object")
+    return data
+
+
+def build_spec(args: argparse.Namespace):
+    """The TrialSpec the arguments describe."""
+    from ..plan import NetworkPlan
+    from ..trial import TrialSpec
+
+    space = None
+    if args.space:
+        from ..space import load_space
+
+        space = load_space(args.space)
+    config = _read_json(args.config) if args.config else {}
+    spec: dict[str, Any] = {}
+    if space is not None:
+        spec.update(model=space.model, dataset=space.dataset, data_dir=space.data_dir,
+                    model_kwargs=dict(space.model_kwargs), train=dict(space.train))
+    if "model" in config or "plan" in config:  # a trial spec
+        spec.update(config)
+    elif config:
+        if space is None:
+            raise ValueError("--config holds search params; also pass --space to decode them")
+        spec["plan"] = space.plan_from_params(config).to_dict()
+    if args.plan:
+        plan = NetworkPlan.load(args.plan)
+        model = args.model or spec.get("model")
+        if plan.model and model and plan.model != model:
+            raise ValueError(f"plan {args.plan} is for model {plan.model!r}, not {model!r}; pass a plan for {model!r}")
+        spec["plan"] = plan.to_dict()
+    for key in ("model", "dataset", "data_dir", "init", "pretrained"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    train = dict(spec.get("train") or {})
+    for flag, key in _TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            train[key] = getattr(args, flag)
+    spec["train"] = train
+    if "model" not in spec or "dataset" not in spec:
+        raise ValueError("no model/dataset: pass --space, or --model and --dataset")
+    return TrialSpec.from_dict(spec)
+
+
+@command("train", _args)
+def run(args: argparse.Namespace) -> int:
+    """Train one configuration (a trial) and print its metrics as JSON."""
+    from ..trial import run_trial
+
+    spec = build_spec(args)
+    out = Path(args.out) if args.out else Path("results") / "train" / time.strftime("%Y%m%d-%H%M%S")
+    metrics = run_trial(spec, workdir=out, progress=not args.no_progress)
+    metrics["trial_dir"] = str(out)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"} | {"history": metrics["history"]}, indent=2))
+    return 0 if metrics["status"] != "failed" else 1

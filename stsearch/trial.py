@@ -1,0 +1,219 @@
+"""One trial: a model, a compression plan and a training budget in; measured metrics out.
+
+A trial's folder (``workdir``) holds everything needed to rebuild and reuse it:
+``trial.json`` (the :class:`TrialSpec`), ``ckpt/`` (per-epoch checkpoints, so a
+restarted trial resumes), ``model.safetensors`` (final weights) and
+``metrics.json``. :func:`stsearch.export.load` rebuilds the model from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .compress import compress
+from .plan import NetworkPlan
+from .train import TrainConfig, measure_latency, seed_everything, train
+
+__all__ = ["TrialSpec", "run_trial", "build_model", "plan_family", "TRIAL_FILE", "WEIGHTS_FILE", "METRICS_FILE"]
+
+TRIAL_FILE = "trial.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+INIT_MODES = ("random", "decompose")
+
+
+@dataclass
+class TrialSpec:
+    """What one trial trains: model, data, plan and budget (JSON-serialisable)."""
+
+    model: str
+    dataset: str
+    plan: dict[str, Any] = field(default_factory=dict)  # NetworkPlan.to_dict()
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict()
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    init: str = "random"  # "random" | "decompose" (needs `pretrained`)
+    pretrained: str | None = None  # dense checkpoint (state dict, .pt or .safetensors) of the same model
+    refine_steps: int = 0  # gradient refinement of a decomposition warm start
+    measure_latency: bool = True
+
+    def __post_init__(self) -> None:
+        if self.init not in INIT_MODES:
+            raise ValueError(f"trial init must be one of {', '.join(INIT_MODES)}, got {self.init!r}")
+        if self.init == "decompose" and not self.pretrained:
+            raise ValueError("trial init 'decompose' needs a pretrained dense checkpoint: set 'pretrained' (--pretrained PATH)")
+        if isinstance(self.plan, NetworkPlan):
+            self.plan = self.plan.to_dict()
+        if isinstance(self.train, TrainConfig):
+            self.train = self.train.to_dict()
+        TrainConfig.from_dict(self.train)  # validates
+        NetworkPlan.from_dict(self.plan)
+
+    def network_plan(self) -> NetworkPlan:
+        return NetworkPlan.from_dict(self.plan)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialSpec":
+        known = set(cls.__dataclass_fields__)
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"trial spec: unknown key(s) {sorted(extra)}; allowed: {sorted(known)}")
+        return cls(**dict(data))
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TRIAL_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TrialSpec":
+        path = Path(directory) / TRIAL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: not a trial folder (it needs {TRIAL_FILE})")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (a bare state dict or ``{"model": ...}``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a saved state dict")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state
+
+
+def build_model(spec: TrialSpec, num_classes: int | None = None, *, load_pretrained: bool = True) -> tuple[nn.Module, nn.Module | None]:
+    """The compressed model of ``spec`` and, when a pretrained dense model is given, that dense model."""
+    from .models import create_model
+
+    kwargs = dict(spec.model_kwargs)
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    model = create_model(spec.model, **kwargs)
+    dense = None
+    if spec.pretrained and load_pretrained:
+        model.load_state_dict(load_state_dict_file(spec.pretrained))
+        dense = copy.deepcopy(model).eval()
+    init = spec.init if dense is not None else "random"
+    compressed = compress(model, spec.network_plan(), init=init, refine_steps=spec.refine_steps, inplace=True)
+    return compressed, dense
+
+
+def plan_family(plan: NetworkPlan | Mapping[str, Any]) -> str:
+    """The family every planned layer uses, ``dense`` for an empty plan, else ``mixed``."""
+    net = plan if isinstance(plan, NetworkPlan) else NetworkPlan.from_dict(plan)
+    fams = {lp.family for lp in net.layers.values()}
+    if not fams:
+        return "dense"
+    return fams.pop() if len(fams) == 1 else "mixed"
+
+
+def run_trial(
+    spec: TrialSpec,
+    *,
+    workdir: str | Path | None = None,
+    epoch_callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build, train and measure one trial; returns the metrics (also written to ``workdir``).
+
+    Failures inside training (non-finite loss, CUDA OOM) come back as
+    ``status = "failed"`` with a ``reason``; bad input raises ``ValueError``.
+    """
+    from .data import load_dataset
+    from .summary import summarize
+
+    start = time.perf_counter()
+    cfg = spec.train_config()
+    train_ds, val_ds, info = load_dataset(spec.dataset, spec.data_dir, split_seed=0)
+    seed_everything(cfg.seed)  # the factors' random init is part of the trial's seed
+    model, dense = build_model(spec, num_classes=info.num_classes)
+    analytic = summarize(spec.model, spec.network_plan(), input_shape=info.input_shape,
+                         **{**spec.model_kwargs, "num_classes": info.num_classes})
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params != analytic.params:  # the two counts share their formulas; a mismatch is a bug
+        raise RuntimeError(f"measured {n_params} parameters but the analytic count is {analytic.params}")
+
+    folder = Path(workdir) if workdir is not None else None
+    if folder is not None:
+        spec.save(folder)
+    teacher = dense if (dense is not None and cfg.distill_alpha > 0) else None
+    result = train(model, train_ds, val_ds, cfg, teacher=teacher,
+                   checkpoint_dir=None if folder is None else folder / "ckpt",
+                   epoch_callback=epoch_callback, progress=progress)
+
+    metrics: dict[str, Any] = {
+        "status": result.status,
+        "reason": result.reason,
+        "val_acc": result.val_acc,
+        "val_top5": result.val_top5,
+        "val_loss": result.val_loss,
+        "budget_fraction": result.budget_fraction,
+        "full_budget": result.status == "completed" and result.budget_fraction >= 1.0 - 1e-9,
+        "epochs_done": result.epochs_done,
+        "steps_done": result.steps_done,
+        "history": result.history,
+        "params": n_params,
+        "dense_params": analytic.dense_params,
+        "compression": analytic.compression,
+        "macs": analytic.macs,
+        "dense_macs": analytic.dense_macs,
+        "family": plan_family(spec.plan),
+        "device": result.device,
+        "amp": result.amp,
+        "train_seconds": result.wall_seconds,
+        "latency_ms": None,
+    }
+    if result.status != "failed" and spec.measure_latency:
+        lat = measure_latency(model, info.input_shape, batch_size=1, device=result.device)
+        metrics["latency_ms"] = lat["ms_median"]
+    metrics["wall_seconds"] = time.perf_counter() - start
+    if folder is not None:
+        if result.status != "failed":
+            save_weights(model, folder / WEIGHTS_FILE)
+        (folder / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2))
+    return metrics
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """The model's state dict as safetensors (contiguous CPU copies), written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
+    tmp.replace(path)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

@@ -1,0 +1,76 @@
+"""One trial end to end on the embedded data: accuracy, metrics, failure, resume, CLI."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stsearch.plan import LayerPlan, NetworkPlan
+from stsearch.summary import summarize
+from stsearch.trial import METRICS_FILE, TRIAL_FILE, WEIGHTS_FILE, TrialSpec, run_trial
+
+STT = NetworkPlan.uniform(["layer*.conv*"], LayerPlan("stt", rank=8, t=2))
+TRAIN = {"epochs": 1, "batch_size": 64, "lr": 0.05, "num_threads": 1}
+
+
+def _spec(plan=STT, **train):
+    return TrialSpec(model="resnet8_digits", dataset="digits", plan=plan.to_dict(), train={**TRAIN, **train})
+
+
+def test_one_epoch_trial_on_embedded_data_beats_chance(tmp_path):
+    start = time.perf_counter()
+    m = run_trial(_spec(), workdir=tmp_path, progress=False)
+    assert time.perf_counter() - start < 60
+    assert m["status"] == "completed" and m["full_budget"] and m["budget_fraction"] == 1.0
+    assert m["val_acc"] > 0.5  # chance is 0.1 on 10 digit classes
+    assert m["val_top5"] >= m["val_acc"]
+    expected = summarize("resnet8_digits", STT, input_shape=(1, 8, 8))
+    assert m["params"] == expected.params and m["compression"] == pytest.approx(expected.compression)
+    assert m["compression"] > 10 and m["macs"] > 0 and m["latency_ms"] > 0 and m["wall_seconds"] > 0
+    assert m["family"] == "stt" and len(m["history"]) == 1 and "train_loss" in m["history"][0]
+    for name in (TRIAL_FILE, WEIGHTS_FILE, METRICS_FILE):
+        assert (tmp_path / name).exists()
+    assert TrialSpec.load(tmp_path).to_dict() == _spec().to_dict()
+
+
+def test_non_finite_loss_fails_the_trial_with_a_reason(tmp_path):
+    m = run_trial(_spec(lr=1e12, momentum=0.0, weight_decay=0.0), workdir=tmp_path, progress=False)
+    assert m["status"] == "failed" and "non-finite" in m["reason"]
+    assert not m["full_budget"]
+    assert not (tmp_path / WEIGHTS_FILE).exists()
+    assert json.loads((tmp_path / METRICS_FILE).read_text())["status"] == "failed"
+
+
+def test_restarted_trial_resumes_from_its_last_epoch(tmp_path):
+    spec = _spec(epochs=3)
+    stopped = run_trial(spec, workdir=tmp_path, progress=False, epoch_callback=lambda rec: rec["epoch"] >= 1)
+    assert stopped["status"] == "pruned" and stopped["budget_fraction"] < 1 and not stopped["full_budget"]
+    resumed = run_trial(spec, workdir=tmp_path, progress=False)
+    fresh = run_trial(spec, workdir=tmp_path / "fresh", progress=False)
+    assert resumed["status"] == "completed" and resumed["epochs_done"] == 3
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in fresh["history"]]
+    assert resumed["val_acc"] == fresh["val_acc"]
+
+
+def test_bad_trial_specs_are_rejected():
+    with pytest.raises(ValueError, match="needs a pretrained dense checkpoint"):
+        TrialSpec(model="resnet8_digits", dataset="digits", init="decompose")
+    with pytest.raises(ValueError, match="unknown key"):
+        TrialSpec.from_dict({"model": "resnet8_digits", "dataset": "digits", "epochz": 3})
+
+
+def test_train_cli_prints_metrics_json(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    STT.save(plan)
+    out = subprocess.run(
+        [sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits", "--plan", str(plan),
+         "--epochs", "1", "--num-threads", "1", "--out", str(tmp_path / "trial"), "--no-progress"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["status"] == "completed" and metrics["val_acc"] > 0.3 and metrics["family"] == "stt"
+    bad = subprocess.run([sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits",
+                          "--epochs", "-1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("stsearch: error:") and bad.stderr.count("\n") == 1
