@@ -1,0 +1,204 @@
+"""``stsearch search | resume | worker | status``: run, continue, join and watch a study."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from ..cli import command
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db); "
+                                     "postgresql://..., mysql://..., journal:/path.log, redis://...")
+    p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _dispatch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dispatch", choices=["ray", "local"], default="ray",
+                   help="ray: Ray Tune (default); local: train in this process, one trial at a time")
+    p.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
+    p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--max-failures", type=int, default=2, help="Ray retries of a trial lost with a node")
+    p.add_argument("--scheduler", choices=["none", "asha"], default="none",
+                   help="asha: stop weak trials early (kept out of the front, recorded as pruned)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="digits", help="search space YAML (path, or a name in search_spaces/); default: digits")
+    p.add_argument("--trials", type=int, help="number of trained trials (default: the space's 'trials')")
+    p.add_argument("--name", help="study name (default: the space's name)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the space's)")
+    p.add_argument("--data-dir", help="dataset folder (CIFAR), overrides the space")
+    p.add_argument("--epochs", type=float, help="training epochs per trial, overrides the space")
+    _common(p)
+    _dispatch_args(p)
+
+
+def _resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="study name")
+    p.add_argument("--trials", type=int, help="new total of trained trials (default: unchanged)")
+    _common(p)
+    _dispatch_args(p)
+
+
+def _worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="study name (created by 'stsearch search' or 'stsearch create')")
+    p.add_argument("--max-trials", type=int, help="stop after training this many trials")
+    p.add_argument("--num-threads", type=int, help="torch CPU threads per trial (default: all cores)")
+    _common(p)
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="study name")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until the study is done")
+    p.add_argument("--last", type=int, default=15, help="rows of recent trials to show")
+    _common(p)
+
+
+def _load_space(args: argparse.Namespace) -> Any:
+    from ..space import SearchSpace, load_space
+
+    space = load_space(args.space)
+    if args.data_dir is None and args.epochs is None:
+        return space
+    data = space.to_dict()
+    if args.data_dir is not None:
+        data["data_dir"] = args.data_dir
+    if args.epochs is not None:
+        data["train"] = {**data.get("train", {}), "epochs": args.epochs}
+    return SearchSpace.from_dict(data, source=space.source)
+
+
+def _check_data(space: Any) -> None:
+    """Fail before any trial when the dataset cannot be loaded (e.g. a missing CIFAR folder)."""
+    from ..data import load_dataset
+
+    load_dataset(space.dataset, space.data_dir)
+
+
+def _dispatch(run: Any, args: argparse.Namespace) -> None:
+    from ..search.progress import SearchProgress
+
+    progress = SearchProgress(run, enabled=not args.no_progress)
+    try:
+        if args.dispatch == "local":
+            from ..search.local import run_local
+
+            run_local(run, on_finish=progress, num_threads=max(1, int(args.cpus_per_trial)))
+        else:
+            from ..search.ray_backend import run_ray
+
+            run_ray(run, address=args.address, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
+                    gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, scheduler=args.scheduler,
+                    on_finish=progress, num_cpus=args.num_cpus)
+    finally:
+        progress.close()
+        progress.write_frame()
+    _report(run)
+
+
+def _report(run: Any) -> None:
+    from ..results.pareto import pareto_table
+
+    counts = run.counts()
+    print(f"study {run.name}: {counts['trained']}/{run.target} trained "
+          f"({counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed), "
+          f"{counts['infeasible']} infeasible configurations skipped")
+    table = pareto_table(run.study)
+    if len(table):
+        print("Pareto front:")
+        print(table.to_string(index=False))
+    print(f"results: {run.folder}/trials.csv, storage: {run.storage_url}")
+
+
+@command("search", _search_args)
+def search(args: argparse.Namespace) -> int:
+    """Start a search: a new study, its trials dispatched over Ray (or in this process)."""
+    from ..search.run import SearchRun
+
+    space = _load_space(args)
+    _check_data(space)
+    run = SearchRun.create(space, name=args.name, storage=args.storage, results_dir=args.results_dir,
+                           trials=args.trials, seed=args.seed)
+    print(f"study {run.name}: {run.target} trials of {space.model} on {space.dataset}; "
+          f"storage {run.storage_url}", file=sys.stderr)
+    _dispatch(run, args)
+    return 0
+
+
+@command("resume", _resume_args)
+def resume(args: argparse.Namespace) -> int:
+    """Continue a study after Ctrl-C or a kill: interrupted trials are re-queued, the total is kept."""
+    from ..search.run import SearchRun
+
+    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    _check_data(run.space)
+    counts = run.reconcile(target=args.trials)
+    print(f"study {run.name}: {counts['trained']}/{run.target} trained, {counts['waiting']} to go "
+          f"({counts['interrupted']} interrupted so far)", file=sys.stderr)
+    _dispatch(run, args)
+    return 0
+
+
+@command("worker", _worker_args)
+def worker(args: argparse.Namespace) -> int:
+    """Join a study as a worker: claim and train trials until none is left (run it N times, anywhere)."""
+    from ..search.local import run_local
+    from ..search.run import SearchRun
+
+    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    _check_data(run.space)
+    run.reconcile(balance=False)
+    done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads)
+    print(f"worker {os.getpid()}: trained {done} trials of study {run.name}", file=sys.stderr)
+    return 0
+
+
+@command("status", _status_args)
+def status(args: argparse.Namespace) -> int:
+    """Trials of a study, its front so far and an ETA (--watch for a live view)."""
+    from ..search.run import SearchRun
+
+    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    while True:
+        text = status_text(run, last=args.last)
+        if args.watch:
+            sys.stdout.write("\033[2J\033[H")
+        print(text, flush=True)
+        counts = run.counts()
+        if not args.watch or (counts["running"] == 0 and counts["waiting"] == 0):
+            return 0
+        time.sleep(args.watch)
+
+
+def status_text(run: Any, last: int = 15) -> str:
+    """Counts, recent trials, front so far and ETA of a study, as text."""
+    from ..results.frame import trials_frame
+    from ..results.pareto import pareto_table
+
+    counts = run.counts()
+    df = trials_frame(run.study)
+    lines = [f"study {run.name} ({run.space.model} on {run.space.dataset}): {counts['trained']}/{run.target} trained, "
+             f"{counts['running']} running, {counts['waiting']} waiting, {counts['infeasible']} infeasible skipped, "
+             f"{counts['interrupted']} interrupted"]
+    trained = df[df["status"].isin(["completed", "pruned", "failed"])] if len(df) else df
+    if len(trained) and "duration_s" in trained:
+        mean = float(trained["duration_s"].dropna().mean() or 0.0)
+        left = counts["waiting"] + counts["running"]
+        eta = mean * left / max(1, counts["running"])
+        lines.append(f"mean trial {mean:.1f}s; ETA {eta / 60:.1f} min for {left} trials left")
+    if len(df):
+        cols = [c for c in ("number", "state", "status", "family", "accuracy", "compression", "duration_s", "baseline") if c in df]
+        lines += ["", "recent trials:", df[cols].tail(last).to_string(index=False)]
+    front = pareto_table(run.study)
+    if len(front):
+        lines += ["", "Pareto front so far:", front.to_string(index=False)]
+    return "\n".join(lines)

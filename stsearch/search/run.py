@@ -1,0 +1,437 @@
+"""A search: an Optuna study (the source of truth) plus the rules for claiming and finishing trials.
+
+Exactly-N bookkeeping. A study asks for ``target`` *trained* trials. It starts
+with ``target`` WAITING trials ("slots"): the uniform-rank baselines (with their
+params) and empty slots (the sampler fills them). A dispatcher claims a slot
+atomically (WAITING -> RUNNING, the storage's compare-and-set), samples its
+params, and checks the analytic constraints: an infeasible configuration is told
+to the study at once (COMPLETE, accuracy 0, positive constraint values,
+``status = "infeasible"``) and replaced by a new empty slot, so it never trains
+and never uses up the budget. Trained trials end as COMPLETE (``completed``),
+PRUNED (``pruned``) or FAIL (``failed``); all three count towards ``target``.
+
+Resume: a RUNNING trial whose owner process is dead (or whose heartbeat is
+older than the grace period) is marked FAIL with ``status = "interrupted"`` and
+re-queued with its params and its folder, so training resumes from its last
+checkpoint. :meth:`SearchRun.reconcile` then tops the queue up (or cancels
+surplus slots) so that trained + running + waiting == target.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from .. import __version__
+from ..trial import TrialSpec, plan_family
+from .storage import default_storage_url, describe_storage, open_storage, study_exists
+
+__all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
+
+TRAINED = ("completed", "pruned", "failed")
+METRIC_OF = {"accuracy": "val_acc", "compression": "compression", "macs": "macs", "latency_ms": "latency_ms", "params": "params"}
+SCALAR_ATTRS = (
+    "status", "reason", "val_acc", "val_top5", "val_loss", "budget_fraction", "full_budget", "epochs_done",
+    "steps_done", "params", "dense_params", "compression", "macs", "dense_macs", "family", "device", "amp",
+    "train_seconds", "latency_ms", "wall_seconds",
+)
+MAX_INFEASIBLE_IN_A_ROW = 500
+HEARTBEAT_SECONDS = 30.0
+GRACE_SECONDS = 300.0
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def constraints_func(trial: FrozenTrial) -> list[float]:
+    """Optuna constraints of a trial (<= 0 feasible), as stored by :class:`SearchRun`."""
+    return list(trial.user_attrs.get("constraints", [0.0]))
+
+
+def baseline_labels(baselines: list[Mapping[str, Any]]) -> list[str]:
+    """Names of uniform-rank baselines, e.g. ``stt-r8-t2``."""
+    out = []
+    for b in baselines:
+        t = int(b.get("t", 1) or 1)
+        out.append(f"{b['family']}-r{b.get('rank')}" + (f"-t{t}" if t > 1 else ""))
+    return out
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Claim:
+    """A trial this process owns: the Optuna trial, what to train and where."""
+
+    trial: Trial
+    spec: TrialSpec
+    workdir: Path
+    analytic: dict[str, Any]
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+
+class SearchRun:
+    """A study plus its search space, results folder and target number of trained trials."""
+
+    def __init__(self, study: optuna.Study, space: Any, *, results_dir: Path, storage_url: str) -> None:
+        self.study = study
+        self.space = space
+        self.results_dir = Path(results_dir)
+        self.storage_url = storage_url
+        self.owner = owner_id()
+        self._heartbeat: _Heartbeat | None = None
+
+    # ------------------------------------------------------------ creation
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def folder(self) -> Path:
+        return self.results_dir / self.name
+
+    @property
+    def target(self) -> int:
+        return int(self.study.user_attrs["target_trials"])
+
+    @classmethod
+    def create(
+        cls,
+        space: Any,
+        *,
+        name: str | None = None,
+        storage: str | None = None,
+        results_dir: str | Path = "results",
+        trials: int | None = None,
+        seed: int | None = None,
+    ) -> "SearchRun":
+        """A new study for ``space``; an existing study of that name is an error (use resume)."""
+        name = name or space.name
+        results_dir = Path(results_dir).resolve()
+        url = storage or default_storage_url(results_dir, name)
+        store = open_storage(url)
+        if study_exists(store, name):
+            raise ValueError(
+                f"study {name!r} already exists in {describe_storage(url)}; continue it with "
+                f"'stsearch resume {name}' or pick another --name"
+            )
+        target = int(trials if trials is not None else space.trials)
+        if target < 1:
+            raise ValueError(f"--trials must be >= 1, got {target}")
+        sampler_seed = seed if seed is not None else space.sampler.get("seed")
+        study = optuna.create_study(
+            study_name=name,
+            storage=store,
+            directions=space.directions(),
+            sampler=cls._sampler(space, sampler_seed),
+        )
+        attrs = {
+            "space": space.to_dict(),
+            "objectives": [{"name": o.name, "direction": o.direction} for o in space.objectives],
+            "target_trials": target,
+            "results_dir": str(results_dir),
+            "stsearch_version": __version__,
+            "created": time.time(),
+        }
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        run = cls(study, space, results_dir=results_dir, storage_url=url)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        run._enqueue_initial(target)
+        return run
+
+    @classmethod
+    def open(cls, name: str, *, storage: str | None = None, results_dir: str | Path = "results") -> "SearchRun":
+        """An existing study (its space comes from the study itself)."""
+        from ..space import SearchSpace
+
+        results_dir = Path(results_dir).resolve()
+        if storage is None and not (results_dir / name / "study.db").exists():
+            raise ValueError(
+                f"no study {name!r} under {results_dir}; start one with 'stsearch search --name {name}', "
+                "or pass --storage URL for a study kept elsewhere"
+            )
+        url = storage or default_storage_url(results_dir, name)
+        store = open_storage(url)
+        if not study_exists(store, name):
+            known = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+            raise ValueError(f"no study {name!r} in {describe_storage(url)}; known studies: {known or 'none'}")
+        probe = optuna.load_study(study_name=name, storage=store)
+        space = SearchSpace.from_dict(probe.user_attrs["space"])
+        study = optuna.load_study(study_name=name, storage=store, sampler=cls._sampler(space, space.sampler.get("seed")))
+        stored_dir = probe.user_attrs.get("results_dir")
+        base = Path(stored_dir) if (storage is not None and stored_dir) else results_dir
+        return cls(study, space, results_dir=base, storage_url=url)
+
+    @staticmethod
+    def _sampler(space: Any, seed: int | None) -> optuna.samplers.BaseSampler:
+        from ..space import make_sampler
+
+        return make_sampler(space.sampler, seed=seed, constraints_func=constraints_func)
+
+    def _enqueue_initial(self, target: int) -> None:
+        baselines = list(zip(baseline_labels(self.space.baselines), self.space.baseline_params()))
+        for label, params in baselines[:target]:
+            self.study.enqueue_trial(params, user_attrs={"baseline": label})
+        for _ in range(target - min(target, len(baselines))):
+            self.study.enqueue_trial({})
+
+    # -------------------------------------------------------------- counts
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def counts(self) -> dict[str, int]:
+        """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
+        out = {"trained": 0, "running": 0, "waiting": 0, "infeasible": 0, "interrupted": 0, "cancelled": 0,
+               "completed": 0, "pruned": 0, "failed": 0}
+        for t in self.trials():
+            status = t.user_attrs.get("status")
+            if t.state == TrialState.RUNNING:
+                out["running"] += 1
+            elif t.state == TrialState.WAITING:
+                out["waiting"] += 1
+            elif status in out:
+                out[status] += 1
+            if status in TRAINED and t.state.is_finished():
+                out["trained"] += 1
+        return out
+
+    # ------------------------------------------------------------- resume
+    def reconcile(self, *, all_running_stale: bool = False, balance: bool = True, target: int | None = None) -> dict[str, int]:
+        """Fail and re-queue stale RUNNING trials; with ``balance``, make trained + running + waiting == target.
+
+        Each stale trial is re-queued only by the process whose RUNNING -> FAIL
+        transition succeeded, so workers starting together never double it.
+        ``balance`` (top-up or cancel slots) is for a single controller (``resume``).
+        """
+        if target is not None:
+            if target < 1:
+                raise ValueError(f"--trials must be >= 1, got {target}")
+            self.study.set_user_attr("target_trials", int(target))
+        storage = self.study._storage  # noqa: SLF001  (Optuna exposes no public handle)
+        for t in self.trials():
+            if t.state != TrialState.RUNNING or not (all_running_stale or self._is_stale(t)):
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+                storage.set_trial_user_attr(t._trial_id, "reason", "the process running it stopped")
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process finished or failed it first
+            self._requeue(t, t.user_attrs.get("artifact_dir"))
+        if not balance:
+            return self.counts()
+        counts = self.counts()
+        need = max(self.target - counts["trained"] - counts["running"], 0)
+        waiting = [t for t in self.trials() if t.state == TrialState.WAITING]
+        # Surplus slots (a kill between enqueue and tell, or a lowered target): cancel empty ones first.
+        by_value = sorted(waiting, key=lambda x: (bool(x.system_attrs.get("fixed_params")), -x.number))
+        for t in by_value[: max(len(waiting) - need, 0)]:
+            storage.set_trial_user_attr(t._trial_id, "status", "cancelled")
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        for _ in range(need - len(waiting)):
+            self.study.enqueue_trial({})
+        return self.counts()
+
+    def _requeue(self, t: FrozenTrial | Trial, folder: str | None) -> None:
+        attrs = {"retry_of": t.number, "resume_dir": folder, "baseline": t.user_attrs.get("baseline")}
+        self.study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in attrs.items() if v is not None})
+
+    def release(self, claim: Claim, reason: str = "interrupted") -> None:
+        """Give a claimed trial back: FAIL it as interrupted and re-queue its params and folder."""
+        if self._heartbeat is not None:
+            self._heartbeat.remove(claim.trial._trial_id)
+        t = claim.trial
+        self._requeue(t, str(claim.workdir))
+        t.set_user_attr("status", "interrupted")
+        t.set_user_attr("reason", reason)
+        self.study.tell(t, state=TrialState.FAIL)
+
+    def _is_stale(self, t: FrozenTrial) -> bool:
+        owner = str(t.user_attrs.get("owner", ""))
+        host, _, pid = owner.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return True
+        beat = t.user_attrs.get("heartbeat")
+        if beat is None:  # just claimed by someone: judge by its start time
+            start = t.datetime_start.timestamp() if t.datetime_start else time.time()
+            return time.time() - start > GRACE_SECONDS
+        return time.time() - float(beat) > GRACE_SECONDS
+
+    # -------------------------------------------------------------- claims
+    def claim(self) -> Claim | None:
+        """The next feasible trial to train, or ``None`` when no slot is left."""
+        for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+            trial = self._pop_slot()
+            if trial is None:
+                return None
+            storage = self.study._storage  # noqa: SLF001
+            try:
+                storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
+                storage.set_trial_user_attr(trial._trial_id, "owner", self.owner)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # judged stale and failed by another process in between: take the next slot
+            params = self.space.suggest(trial)
+            plan = self.space.plan_from_params(params)
+            analytic = self.space.analytic_metrics(plan)
+            is_baseline = bool(trial.user_attrs.get("baseline"))
+            if not is_baseline and not self.space.is_feasible(analytic):
+                self._tell_infeasible(trial, plan, analytic)
+                continue
+            workdir = Path(trial.user_attrs.get("resume_dir") or self.folder / "trials" / f"{trial.number:05d}")
+            storage.set_trial_user_attr(trial._trial_id, "artifact_dir", str(workdir))
+            storage.set_trial_user_attr(trial._trial_id, "plan", plan.to_dict())
+            storage.set_trial_user_attr(trial._trial_id, "family", plan_family(plan))
+            spec = TrialSpec(
+                model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
+                model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
+            )
+            claim = Claim(trial=trial, spec=spec, workdir=workdir, analytic=analytic)
+            if self._heartbeat is not None:
+                self._heartbeat.add(trial._trial_id)
+            return claim
+        raise ValueError(
+            f"{MAX_INFEASIBLE_IN_A_ROW} sampled configurations in a row violate the constraints "
+            f"{[c.__dict__ for c in self.space.constraints]}; loosen the constraints or narrow the space"
+        )
+
+    def _pop_slot(self) -> Trial | None:
+        storage = self.study._storage  # noqa: SLF001
+        study_id = self.study._study_id  # noqa: SLF001
+        for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            self.study._thread_local.cached_all_trials = None  # noqa: SLF001
+            return Trial(self.study, frozen._trial_id)
+        return None
+
+    def _tell_infeasible(self, trial: Trial, plan: Any, analytic: Mapping[str, Any]) -> None:
+        self.study.enqueue_trial({})  # replacement slot first: a kill in between leaves a surplus, not a gap
+        attrs = {**analytic, "status": "infeasible", "plan": plan.to_dict(), "family": plan_family(plan),
+                 "full_budget": False, "constraints": self.space.constraint_values(analytic)}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, _clean(value))
+        values = [self._value(o, analytic, infeasible=True) for o in self.space.objectives]
+        self.study.tell(trial, values)
+
+    # -------------------------------------------------------------- finish
+    def finish(self, claim: Claim, metrics: Mapping[str, Any] | None, *, error: str | None = None) -> FrozenTrial:
+        """Tell the study how a claimed trial ended."""
+        if self._heartbeat is not None:
+            self._heartbeat.remove(claim.trial._trial_id)
+        if metrics is None:
+            metrics = {"status": "failed", "reason": error or "the trial raised an error", "full_budget": False}
+        metrics = {**claim.analytic, **dict(metrics)}
+        try:
+            return self._tell(claim.trial, metrics)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another process judged this trial stale and re-queued it; its retry will report.
+            warnings.warn(f"trial {claim.number} was already finished by another process; result not recorded", stacklevel=2)
+            return self.study._storage.get_trial(claim.trial._trial_id)  # noqa: SLF001
+
+    def _tell(self, trial: Trial, metrics: dict[str, Any]) -> FrozenTrial:
+        status = metrics.get("status", "failed")
+        for key in SCALAR_ATTRS:
+            if key in metrics:
+                trial.set_user_attr(key, _clean(metrics[key]))
+        if metrics.get("history") is not None:
+            trial.set_user_attr("history", _clean(metrics["history"]))
+        trial.set_user_attr("constraints", self.space.constraint_values(metrics))
+        if status == "failed":
+            frozen = self.study.tell(trial, state=TrialState.FAIL)
+        elif status == "pruned":
+            frozen = self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            frozen = self.study.tell(trial, [self._value(o, metrics) for o in self.space.objectives])
+        return frozen
+
+    def _value(self, objective: Any, metrics: Mapping[str, Any], *, infeasible: bool = False) -> float:
+        value = metrics.get(METRIC_OF[objective.name])
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            # Not measured (an infeasible configuration, or no latency): the worst value of its direction.
+            return 0.0 if objective.direction == "maximize" else float("inf")
+        if infeasible and objective.name == "accuracy":
+            return 0.0
+        return float(value)
+
+    # ----------------------------------------------------------- heartbeat
+    def start_heartbeat(self) -> None:
+        """Refresh the ``heartbeat`` attr of this process's running trials every 30 s."""
+        if self._heartbeat is None:
+            self._heartbeat = _Heartbeat(self.study)
+            self._heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, study: optuna.Study) -> None:
+        super().__init__(daemon=True, name="stsearch-heartbeat")
+        self.storage = study._storage  # noqa: SLF001
+        self.ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def add(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.add(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.discard(trial_id)
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_SECONDS):
+            with self.lock:
+                ids = list(self.ids)
+            for trial_id in ids:
+                try:
+                    self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+                except Exception:  # a finished trial, a transient DB error: the next beat retries
+                    pass
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy (non-finite floats -> None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value

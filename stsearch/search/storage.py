@@ -1,0 +1,73 @@
+"""Optuna storages by URL, with a per-study default under ``results/<study>/``.
+
+* ``None``: SQLite at ``results/<study>/study.db``.
+* ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...``: Optuna ``RDBStorage``.
+* ``journal:PATH`` (or a path ending in ``.log``): ``JournalStorage`` on a file (NFS-safe locks).
+* ``redis://host:port/db``: ``JournalStorage`` on Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+
+__all__ = ["default_storage_url", "open_storage", "describe_storage"]
+
+RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "oracle", "mssql")
+
+
+def default_storage_url(results_dir: str | Path, name: str) -> str:
+    """SQLite file of study ``name`` under ``results_dir``."""
+    path = Path(results_dir).resolve() / name / "study.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_storage(url: str) -> BaseStorage:
+    """The Optuna storage behind ``url`` (see the module docstring for the forms)."""
+    if url.startswith("journal:") or url.endswith(".log"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("redis://"):
+        from optuna.storages.journal import JournalRedisBackend
+
+        return JournalStorage(JournalRedisBackend(url))
+    if url.startswith(RDB_PREFIXES):
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else {"connect_args": {"timeout": 60}}
+        try:
+            return RDBStorage(url, engine_kwargs=kwargs)
+        except (ImportError, ModuleNotFoundError) as err:
+            raise ValueError(f"storage {url!r} needs a database driver ({err}); install it, e.g. pip install 'stsearch[postgres]'") from None
+        except Exception as err:  # sqlalchemy.exc.OperationalError and friends
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"cannot open storage {_redact(url)}: {first}; check the URL and that the server is reachable") from None
+    raise ValueError(
+        f"unsupported storage URL {url!r}; use sqlite:///file.db, postgresql://user@host/db, "
+        "mysql://..., journal:/path/file.log or redis://host:port/db"
+    )
+
+
+def describe_storage(url: str) -> str:
+    """``url`` with any password hidden."""
+    return _redact(url)
+
+
+def _redact(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+    return url
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether ``storage`` holds a study called ``name``."""
+    return any(s.study_name == name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))

@@ -1,0 +1,120 @@
+"""Optuna sampler factory: ``make_sampler({"name": "tpe", "seed": 0, ...})``.
+
+Names: ``tpe`` (default; multivariate, group and constant-liar on, since the
+search space is conditional and trials run in parallel), ``nsga2``, ``gp`` and
+``random``. Any other key of the config is passed to the sampler's constructor
+(e.g. ``population_size`` for ``nsga2``, ``n_startup_trials`` for ``tpe``/``gp``);
+``nsga2``'s ``crossover`` may be given by name (``uniform``, ``blxalpha``, ``sbx``,
+``vsbx``, ``undx``, ``spx``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
+
+__all__ = ["SAMPLERS", "SamplerConfigError", "check_sampler_config", "make_sampler"]
+
+SAMPLERS: dict[str, type[BaseSampler]] = {
+    "tpe": TPESampler,
+    "nsga2": NSGAIISampler,
+    "gp": GPSampler,
+    "random": RandomSampler,
+}
+
+#: Constructor defaults that differ from Optuna's (a config key overrides them).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "tpe": {"multivariate": True, "group": True, "constant_liar": True},
+}
+
+#: Constructor arguments that are objects or set by the caller, not config keys.
+_NOT_CONFIGURABLE = {"constraints_func", "independent_sampler", "mutation", "after_trial_strategy",
+                     "elite_population_selection_strategy", "child_generation_strategy", "gamma", "weights"}
+
+_CROSSOVERS = {
+    "uniform": "UniformCrossover",
+    "blxalpha": "BLXAlphaCrossover",
+    "sbx": "SBXCrossover",
+    "vsbx": "VSBXCrossover",
+    "undx": "UNDXCrossover",
+    "spx": "SPXCrossover",
+}
+
+
+class SamplerConfigError(ValueError):
+    """A bad sampler config; ``key`` names the offending key (``None`` for the whole config)."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _options(name: str) -> list[str]:
+    params = inspect.signature(SAMPLERS[name]).parameters
+    return [p for p in params if p not in _NOT_CONFIGURABLE]
+
+
+def check_sampler_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The normalized config (``name`` lower-case, first); raise :class:`SamplerConfigError` if invalid."""
+    if config is None:
+        return {"name": "tpe"}
+    if not isinstance(config, Mapping):
+        raise SamplerConfigError(None, f"expected a mapping like {{name: tpe, seed: 0}}, got {config!r}; "
+                                       f"names: {', '.join(SAMPLERS)}")
+    name = str(config.get("name", "tpe")).lower()
+    if name not in SAMPLERS:
+        raise SamplerConfigError("name", f"unknown sampler {config.get('name')!r}; allowed: {', '.join(SAMPLERS)}")
+    allowed = _options(name)
+    for key, value in config.items():
+        if key == "name":
+            continue
+        if key not in allowed:
+            hint = "allowed for {}: {}".format(name, ", ".join(allowed))
+            if key == "constraints_func":
+                hint = "constraints come from the constraints: key"
+            raise SamplerConfigError(key, f"unknown option {key!r} for sampler {name}; {hint}")
+        if key == "seed" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise SamplerConfigError(key, f"seed must be an int or null, got {value!r}; e.g. seed: 0")
+        if key == "crossover" and (not isinstance(value, str) or value.lower() not in _CROSSOVERS):
+            raise SamplerConfigError(key, f"unknown crossover {value!r}; allowed: {', '.join(_CROSSOVERS)}")
+    return {"name": name, **{k: v for k, v in config.items() if k != "name"}}
+
+
+def make_sampler(
+    config: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    constraints_func: Callable[[optuna.trial.FrozenTrial], list[float]] | None = None,
+) -> BaseSampler:
+    """An Optuna sampler from a config mapping.
+
+    ``seed`` (when not ``None``) overrides the config's ``seed``. ``constraints_func``
+    is given to the samplers that take one (``tpe``, ``nsga2``, ``gp``); ``random``
+    ignores it. Optuna >= 5 deprecates ``constraints_func`` in favour of
+    ``trial.set_constraint(key, value)`` (see ``SearchSpace.constraint_items``), which
+    these samplers read without it; its deprecation warning is silenced here.
+    """
+    try:
+        cfg = check_sampler_config(config)
+    except SamplerConfigError as err:
+        where = f"sampler.{err.key}: " if err.key else "sampler: "
+        raise ValueError(f"{where}{err}") from None
+    name = cfg.pop("name")
+    kwargs: dict[str, Any] = {**DEFAULTS.get(name, {}), **cfg}
+    if seed is not None:
+        kwargs["seed"] = seed
+    if constraints_func is not None and "constraints_func" in inspect.signature(SAMPLERS[name]).parameters:
+        kwargs["constraints_func"] = constraints_func
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message=".*constraints_func", category=FutureWarning)
+        if isinstance(kwargs.get("crossover"), str):
+            from optuna.samplers import nsgaii
+
+            kwargs["crossover"] = getattr(nsgaii, _CROSSOVERS[kwargs["crossover"].lower()])()
+        return SAMPLERS[name](**kwargs)

@@ -1,0 +1,740 @@
+"""Search spaces: loading and validation of the YAML description of one search.
+
+Top-level keys (all validated; an unknown key is an error):
+
+``name``          default study name (default: the file's stem, else the model name)
+``model``         a registered model, see ``stsearch.models.list_models()`` (required)
+``model_kwargs``  keyword arguments of the model factory, e.g. ``{num_classes: 100}`` (default ``{}``)
+``dataset``       a dataset name, see ``stsearch.data.list_datasets()`` (required)
+``data_dir``      folder of a local dataset copy (CIFAR); ``null`` = give ``--data-dir`` at run time
+``layers``        the searchable layers: a list of groups, in order (later groups override earlier
+                  ones on the layers they both match). Group keys:
+
+    ``match``           dotted-path globs (fnmatch; ``*`` crosses dots), a string or a list (required);
+                        each must match a conv/linear layer of the model
+    ``name``            key of the group in parameter names when ``share: true`` (default ``group<i>``)
+    ``share``           ``false`` (default): every matching layer has its own choices;
+                        ``true``: one family/t/rank/n_modes choice for the whole group
+    ``families``        subset of ``tucker, tt, tr, sttu, stt, str, dense`` (default: all seven)
+    ``ranks``           ``{low, high, step}`` (step default 1), or an explicit list ``[4, 8, 12]``, or one int
+    ``t``               STP factors (ints >= 2) for the ST families (default ``[2]``); classical use t=1
+    ``n_modes``         modes each channel count is split into, train/ring families (default ``[3]``)
+    ``tucker_n_modes``  the same for Tucker families (default ``[1]``, i.e. Tucker-2)
+    ``mode_splits``     ``auto`` (default): every ordered factorization of the channel count into
+                        n factors within ``split_bounds``, plus ``default_split``;
+                        ``default``: ``stsearch.layers.default_split`` only (the paper's splits);
+                        or a mapping ``{16: [[4, 2, 2], [2, 2, 4]], 32: [...]}`` (channel counts not
+                        listed, or with no split of the wanted length, use ``default_split``)
+    ``split_bounds``    ``{min, max}`` factor bounds for ``auto`` (default ``{min: 2, max: 16}``)
+    ``forward``         ``auto`` | ``dense`` | ``factorized`` (default ``auto``)
+
+``objectives``    list of ``{name, direction}`` (or bare names); names: ``accuracy`` (maximize),
+                  ``compression`` (maximize), ``macs``, ``latency_ms``, ``params`` (minimize);
+                  direction may be left out (default: accuracy and compression)
+``constraints``   list of ``{metric, min, max}`` (at least one bound); metric names as objectives;
+                  ``compression``, ``macs`` and ``params`` are analytic: checked before training
+``train``         a ``TrainConfig`` dict (``stsearch.train.TrainConfig.from_dict``)
+``sampler``       ``{name: tpe|nsga2|gp|random, seed, ...}``, other keys go to the sampler (default tpe)
+``baselines``     uniform plans enqueued first: ``{family, rank, t, n_modes, name}`` (``t`` required
+                  for ST families; ``n_modes`` default 3, Tucker 1; channel splits ``default_split``);
+                  each applies to every searchable layer and must be a point of the space
+``trials``        default number of trials (default 20)
+
+Errors are one line: ``<file>:<line>: <key path>: <problem>; <fix>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ..compress import LayerGeometry, layer_geometries
+from ..layers.costs import FORWARD_MODES
+from ..plan import DENSE, LayerPlan, NetworkPlan
+from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES
+from .samplers import SamplerConfigError, check_sampler_config
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .sampling import Unit
+
+__all__ = [
+    "OBJECTIVES", "ANALYTIC_METRICS", "SpaceError", "Objective", "Constraint", "RankSpec", "LayerGroup",
+    "SearchSpace", "load_space", "space_dir",
+]
+
+#: Objective / constraint metric -> its natural direction.
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "maximize",
+    "compression": "maximize",
+    "macs": "minimize",
+    "latency_ms": "minimize",
+    "params": "minimize",
+}
+#: Metrics known from shapes alone (before training).
+ANALYTIC_METRICS = ("compression", "macs", "params")
+ALL_FAMILIES = (*FAMILIES, DENSE)
+TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
+            "train", "sampler", "baselines", "trials")
+GROUP_KEYS = ("match", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
+              "split_bounds", "forward")
+
+Path_ = tuple[Any, ...]
+
+
+class SpaceError(ValueError):
+    """A one-line validation error located by key path (and file and line once loaded)."""
+
+    def __init__(self, path: Path_, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        self.path, self.message, self.source, self.line = tuple(path), message, source, line
+        where = f"{source}:{line}: " if source is not None else ""
+        key = f"{format_path(self.path)}: " if self.path else ""
+        super().__init__(f"{where}{key}{message}")
+
+
+def format_path(path: Path_) -> str:
+    """``("layers", 0, "ranks")`` -> ``layers[0].ranks``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ------------------------------------------------------------------ value types
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the study."""
+
+    name: str
+    direction: str  # "maximize" | "minimize"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``min <= metric <= max`` (either bound may be ``None``)."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: ``<= 0`` feasible, ``> 0`` the amount by which a bound is violated."""
+        terms = []
+        if self.min is not None:
+            terms.append(self.min - value)
+        if self.max is not None:
+            terms.append(value - self.max)
+        return float(max(terms)) if terms else 0.0
+
+    @property
+    def analytic(self) -> bool:
+        return self.metric in ANALYTIC_METRICS
+
+    @property
+    def key(self) -> str:
+        """A readable name, e.g. ``compression>=2`` (for ``trial.set_constraint``)."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}<={self.metric}<={self.max:g}"
+        if self.min is not None:
+            return f"{self.metric}>={self.min:g}"
+        return f"{self.metric}<={self.max:g}"
+
+
+@dataclass(frozen=True)
+class RankSpec:
+    """Rank choices of a group: the range ``low..high`` by ``step``, or explicit ``choices``."""
+
+    low: int
+    high: int
+    step: int = 1
+    choices: tuple[int, ...] | None = None
+
+    def values(self) -> list[int]:
+        return list(self.choices) if self.choices is not None else list(range(self.low, self.high + 1, self.step))
+
+    def contains(self, rank: int) -> bool:
+        if self.choices is not None:
+            return rank in self.choices
+        return self.low <= rank <= self.high and (rank - self.low) % self.step == 0
+
+    @property
+    def fixed(self) -> int | None:
+        """The only rank when there is one choice, else ``None``."""
+        vals = self.values()
+        return vals[0] if len(vals) == 1 else None
+
+    def to_yaml(self) -> Any:
+        if self.choices is not None:
+            return list(self.choices)
+        return {"low": self.low, "high": self.high, "step": self.step}
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """One entry of ``layers``: which layers, and the choices offered to them."""
+
+    match: tuple[str, ...]
+    name: str
+    share: bool = False
+    families: tuple[str, ...] = ALL_FAMILIES
+    ranks: RankSpec = RankSpec(2, 16, 2)
+    t: tuple[int, ...] = (2,)
+    n_modes: tuple[int, ...] = (3,)
+    tucker_n_modes: tuple[int, ...] = (1,)
+    mode_splits: str | tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = "auto"
+    split_bounds: tuple[int, int] = (2, 16)
+    forward: str = "auto"
+
+    def matches(self, layer: str) -> bool:
+        return any(layer == p or fnmatch.fnmatchcase(layer, p) for p in self.match)
+
+    def d_choices(self, family: str) -> tuple[int, ...]:
+        """Allowed numbers of modes per channel count for ``family``."""
+        return self.tucker_n_modes if BASE_FAMILY[family] == "tucker" else self.n_modes
+
+    def to_dict(self) -> dict[str, Any]:
+        splits: Any = self.mode_splits
+        if not isinstance(splits, str):
+            splits = {c: [list(s) for s in ss] for c, ss in splits}
+        return {
+            "match": list(self.match), "name": self.name, "share": self.share, "families": list(self.families),
+            "ranks": self.ranks.to_yaml(), "t": list(self.t), "n_modes": list(self.n_modes),
+            "tucker_n_modes": list(self.tucker_n_modes), "mode_splits": splits,
+            "split_bounds": {"min": self.split_bounds[0], "max": self.split_bounds[1]}, "forward": self.forward,
+        }
+
+
+# ------------------------------------------------------------------ the space
+class SearchSpace:
+    """A validated search space; build with :meth:`load` or :meth:`from_dict`."""
+
+    def __init__(
+        self, *, name: str, model: str, model_kwargs: dict[str, Any], dataset: str, data_dir: str | None,
+        groups: list[LayerGroup], objectives: list[Objective], constraints: list[Constraint],
+        train: dict[str, Any], sampler: dict[str, Any], baselines: list[dict[str, Any]], trials: int,
+        source: str | None = None, raw: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name, self.model, self.model_kwargs = name, model, model_kwargs
+        self.dataset, self.data_dir = dataset, data_dir
+        self.groups, self.objectives, self.constraints = groups, objectives, constraints
+        self.train, self.sampler, self.baselines, self.trials = train, sampler, baselines, trials
+        self.source, self.raw = source, dict(raw or {})
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_meta", None)  # the meta-device model is rebuilt on demand
+        return state
+
+    def __repr__(self) -> str:
+        return f"SearchSpace(name={self.name!r}, model={self.model!r}, layers={len(self.layers())})"
+
+    # -------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: str | Path) -> "SearchSpace":
+        """Parse and validate a YAML file; errors name the file and line."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"search space {path} does not exist; pass a YAML file or a name in {space_dir()}")
+        text = path.read_text()
+        try:
+            lines = _key_lines(text, str(path))
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise SpaceError((), f"YAML syntax error: {problem}; fix the YAML syntax",
+                             source=str(path), line=line) from None
+        try:
+            return cls.from_dict(data if data is not None else {}, source=str(path))
+        except SpaceError as err:
+            raise SpaceError(err.path, err.message, source=str(path), line=_line_of(lines, err.path)) from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | Path | None = None) -> "SearchSpace":
+        """Validate a parsed space; raise :class:`SpaceError` naming the key path."""
+        return _parse(data, None if source is None else str(source))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with every default spelled out; ``from_dict`` accepts it back."""
+        return {
+            "name": self.name, "model": self.model, "model_kwargs": dict(self.model_kwargs),
+            "dataset": self.dataset, "data_dir": self.data_dir,
+            "layers": [g.to_dict() for g in self.groups],
+            "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
+            "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in self.constraints],
+            "train": copy.deepcopy(self.train), "sampler": dict(self.sampler),
+            "baselines": [dict(b) for b in self.baselines], "trials": self.trials,
+        }
+
+    # -------------------------------------------------------------- layers
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one sample, from the model registry (``in_channels`` in model_kwargs overrides C)."""
+        from ..models import model_info
+
+        c, h, w = model_info(self.model).input_shape
+        return int(self.model_kwargs.get("in_channels", c)), h, w
+
+    @cached_property
+    def _meta(self) -> Any:
+        from ..summary import meta_model
+
+        return meta_model(self.model, **self.model_kwargs)
+
+    @cached_property
+    def all_layers(self) -> dict[str, LayerGeometry]:
+        """Every conv/linear layer of the model, in model order."""
+        return layer_geometries(self._meta, self.input_shape())
+
+    @cached_property
+    def assignment(self) -> dict[str, LayerGroup]:
+        """Searchable layer -> the last group that matches it, in model order."""
+        out: dict[str, LayerGroup] = {}
+        for name in self.all_layers:
+            for group in self.groups:
+                if group.matches(name):
+                    out[name] = group
+        return out
+
+    def layers(self) -> dict[str, LayerGeometry]:
+        """Geometry of each searchable layer, in model order."""
+        return {n: self.all_layers[n] for n in self.assignment}
+
+    def units(self) -> list["Unit"]:
+        """Sampling units: one per layer, or one per shared group (computed once)."""
+        from .sampling import units
+
+        if "_units" not in self.__dict__:
+            self.__dict__["_units"] = units(self)
+        return self.__dict__["_units"]
+
+    # -------------------------------------------------------------- sampling
+    def suggest(self, trial: "optuna.trial.BaseTrial") -> dict[str, Any]:
+        """Sample every layer choice (define-by-run); the flat params, as in ``trial.params``."""
+        from .sampling import suggest
+
+        return suggest(self, trial)
+
+    def plan_from_params(self, params: Mapping[str, Any]) -> NetworkPlan:
+        """The plan the params decode to; it covers every searchable layer."""
+        from .sampling import decode
+
+        return decode(self, params)
+
+    def baseline_params(self) -> list[dict[str, Any]]:
+        """Params that decode to each uniform baseline (for ``study.enqueue_trial``)."""
+        from .sampling import baseline_params
+
+        return [baseline_params(self, b) for b in self.baselines]
+
+    def uniform_plan(self, baseline: Mapping[str, Any]) -> NetworkPlan:
+        """The uniform plan of a baseline on every searchable layer (default splits)."""
+        lp = _baseline_layer_plan(baseline)
+        return NetworkPlan(layers={n: lp for n in self.layers()}, model=self.model)
+
+    # -------------------------------------------------------------- metrics
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def analytic_metrics(self, plan: NetworkPlan | Mapping[str, Any]) -> dict[str, float]:
+        """``compression``, ``params``, ``dense_params``, ``macs`` and ``dense_macs`` of ``plan``."""
+        from ..summary import summarize
+
+        tot = summarize(self._meta, plan, input_shape=self.input_shape()).totals()
+        return {k: tot[k] for k in ("compression", "params", "dense_params", "macs", "dense_macs")}
+
+    def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
+        """Violation of each constraint (Optuna's ``constraints_func`` values); a missing metric gives 0."""
+        return [c.violation(float(metrics[c.metric])) if c.metric in metrics else 0.0 for c in self.constraints]
+
+    def constraint_items(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """``{constraint.key: violation}``, for ``trial.set_constraint`` (Optuna >= 5)."""
+        return {c.key: v for c, v in zip(self.constraints, self.constraint_values(metrics))}
+
+    def is_feasible(self, metrics: Mapping[str, float]) -> bool:
+        """Whether every constraint whose metric is in ``metrics`` holds."""
+        return all(c.violation(float(metrics[c.metric])) <= 0 for c in self.constraints if c.metric in metrics)
+
+
+def space_dir() -> Path:
+    """The repository's ``search_spaces/`` folder."""
+    return Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def load_space(path_or_name: str | Path) -> SearchSpace:
+    """Load a space from a path, or by bare name from ``search_spaces/`` (e.g. ``"digits"``)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return SearchSpace.load(path)
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    for folder in (Path.cwd() / "search_spaces", space_dir()):
+        cand = folder / f"{stem}.yaml"
+        if len(path.parts) == 1 and cand.is_file():
+            return SearchSpace.load(cand)
+    known = ", ".join(sorted(p.stem for p in space_dir().glob("*.yaml")))
+    raise FileNotFoundError(f"no search space {str(path_or_name)!r}: not a file, and not a name in {space_dir()} "
+                            f"(known: {known})")
+
+
+# ------------------------------------------------------------------ YAML lines
+def _key_lines(text: str, source: str) -> dict[tuple[str, ...], int]:
+    """Line (1-based) of every key / list item, by key path; duplicate keys are an error."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...], shown: Path_) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value in node.value:
+                key = str(key_node.value)
+                if key in seen:
+                    raise SpaceError((*shown, key), "duplicate key; keep only one",
+                                     source=source, line=key_node.start_mark.line + 1)
+                seen.add(key)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value, (*path, key), (*shown, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)), (*shown, i))
+
+    if root is not None:
+        lines[()] = root.start_mark.line + 1
+        walk(root, (), ())
+    return lines
+
+
+def _line_of(lines: Mapping[tuple[str, ...], int], path: Path_) -> int:
+    key = tuple(str(p) for p in path)
+    while key not in lines and key:
+        key = key[:-1]
+    return lines.get(key, 1)
+
+
+# ------------------------------------------------------------------ parsing
+def _fail(path: Path_, message: str) -> SpaceError:
+    return SpaceError(path, message)
+
+
+def _check_keys(data: Any, allowed: Sequence[str], path: Path_, example: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise _fail(path, f"expected a mapping, got {data!r}; e.g. {example}")
+    for key in data:
+        if key not in allowed:
+            raise _fail((*path, key), f"unknown key {key!r}; allowed: {', '.join(allowed)}")
+    return data
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(v: Any, path: Path_, minimum: int, what: str) -> int:
+    if not _is_int(v) or v < minimum:
+        raise _fail(path, f"{what} must be an int >= {minimum}, got {v!r}; e.g. {max(minimum, 2)}")
+    return int(v)
+
+
+def _ints(v: Any, path: Path_, minimum: int, what: str) -> tuple[int, ...]:
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        raise _fail(path, f"{what}: the list is empty; give at least one value, e.g. [{max(minimum, 2)}]")
+    out: list[int] = []
+    for i, x in enumerate(items):
+        if not _is_int(x) or x < minimum:
+            where = (*path, i) if isinstance(v, list) else path
+            raise _fail(where, f"{what} must be ints >= {minimum}, got {x!r}; e.g. [{max(minimum, 2)}]")
+        if x not in out:
+            out.append(int(x))
+    return tuple(out)
+
+
+def _names(v: Any, path: Path_, what: str, example: str) -> tuple[str, ...]:
+    items = v if isinstance(v, list) else [v]
+    if not items or not all(isinstance(x, str) and x for x in items):
+        raise _fail(path, f"{what} must be a non-empty string or list of strings, got {v!r}; e.g. {example}")
+    return tuple(dict.fromkeys(items))
+
+
+def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
+    from ..data import list_datasets
+    from ..models import list_models
+
+    data = _check_keys(data, TOP_KEYS, (), "{model: resnet8_digits, dataset: digits, layers: [...]}")
+    model = data.get("model")
+    if model is None:
+        raise _fail(("model",), f"missing; add model: <name>, one of {', '.join(list_models())}")
+    if model not in list_models():
+        raise _fail(("model",), f"unknown model {model!r}; known: {', '.join(list_models())}")
+    model_kwargs = data.get("model_kwargs") or {}
+    if not isinstance(model_kwargs, Mapping):
+        raise _fail(("model_kwargs",), f"expected a mapping, got {model_kwargs!r}; e.g. {{num_classes: 10}}")
+    dataset = data.get("dataset")
+    if dataset is None:
+        raise _fail(("dataset",), f"missing; add dataset: <name>, one of {', '.join(list_datasets())}")
+    if not isinstance(dataset, str) or dataset.split(":", 1)[0].lower() not in list_datasets():
+        raise _fail(("dataset",), f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
+    data_dir = data.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise _fail(("data_dir",), f"expected a folder path or null, got {data_dir!r}; e.g. data_dir: ~/data/cifar10")
+    name = data.get("name", Path(source).stem if source else model)
+    if not isinstance(name, str) or not name:
+        raise _fail(("name",), f"expected a non-empty string, got {name!r}; e.g. name: my-study")
+    trials = _int(data.get("trials", 20), ("trials",), 1, "trials")
+
+    space = SearchSpace(
+        name=name, model=model, model_kwargs=dict(model_kwargs), dataset=dataset, data_dir=data_dir,
+        groups=[], objectives=_objectives(data.get("objectives")), constraints=_constraints(data.get("constraints")),
+        train=_train(data.get("train")), sampler=_sampler(data.get("sampler")), baselines=[], trials=trials,
+        source=source, raw=data,
+    )
+    try:
+        layers = space.all_layers
+    except (TypeError, ValueError) as err:
+        raise _fail(("model_kwargs",), f"{model} cannot be built with {dict(model_kwargs)}: {err}; "
+                                       f"fix or remove model_kwargs") from None
+    space.groups = _groups(data.get("layers"), list(layers))
+    space.baselines = _baselines(data.get("baselines"), space)
+    return space
+
+
+def _objectives(raw: Any) -> list[Objective]:
+    if raw is None:
+        return [Objective("accuracy", "maximize"), Objective("compression", "maximize")]
+    if not isinstance(raw, list) or not raw:
+        raise _fail(("objectives",), f"expected a non-empty list, got {raw!r}; e.g. [{{name: accuracy}}]")
+    out: list[Objective] = []
+    for i, item in enumerate(raw):
+        path = ("objectives", i)
+        item = {"name": item} if isinstance(item, str) else item
+        item = _check_keys(item, ("name", "direction"), path, "{name: accuracy, direction: maximize}")
+        name = item.get("name")
+        if name not in OBJECTIVES:
+            raise _fail((*path, "name"), f"unknown objective {name!r}; allowed: {', '.join(OBJECTIVES)}")
+        direction = item.get("direction", OBJECTIVES[name])
+        if direction != OBJECTIVES[name]:
+            raise _fail((*path, "direction"), f"{name} is always {OBJECTIVES[name]}d, got {direction!r}; "
+                                              f"use direction: {OBJECTIVES[name]} or leave it out")
+        if any(o.name == name for o in out):
+            raise _fail((*path, "name"), f"objective {name!r} is listed twice; keep one")
+        out.append(Objective(name, direction))
+    return out
+
+
+def _constraints(raw: Any) -> list[Constraint]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _fail(("constraints",), f"expected a list, got {raw!r}; e.g. [{{metric: compression, min: 2}}]")
+    out: list[Constraint] = []
+    for i, item in enumerate(raw):
+        path = ("constraints", i)
+        item = _check_keys(item, ("metric", "min", "max"), path, "{metric: compression, min: 2}")
+        metric = item.get("metric")
+        if metric not in OBJECTIVES:
+            raise _fail((*path, "metric"), f"unknown metric {metric!r}; allowed: {', '.join(OBJECTIVES)}")
+        bounds = {}
+        for key in ("min", "max"):
+            val = item.get(key)
+            number = isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
+            if val is not None and not number:
+                raise _fail((*path, key), f"expected a number, got {val!r}; e.g. {key}: 2")
+            bounds[key] = None if val is None else float(val)
+        if bounds["min"] is None and bounds["max"] is None:
+            raise _fail(path, f"constraint on {metric} has neither min nor max; add min: and/or max:")
+        if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
+            raise _fail((*path, "min"), f"min {bounds['min']} > max {bounds['max']}; swap them")
+        out.append(Constraint(metric, bounds["min"], bounds["max"]))
+    return out
+
+
+def _train(raw: Any) -> dict[str, Any]:
+    from ..train.config import TrainConfig
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _fail(("train",), f"expected a TrainConfig mapping, got {raw!r}; e.g. {{epochs: 2, lr: 0.05}}")
+    try:
+        TrainConfig.from_dict(dict(raw))
+    except (ValueError, TypeError) as err:
+        msg = str(err)
+        key = next((k for k in raw if f"TrainConfig.{k}:" in msg or f"key {k!r}" in msg), None)
+        raise _fail(("train",) if key is None else ("train", key), msg) from None
+    return copy.deepcopy(dict(raw))
+
+
+def _sampler(raw: Any) -> dict[str, Any]:
+    try:
+        return check_sampler_config(raw)
+    except SamplerConfigError as err:
+        raise _fail(("sampler",) if err.key is None else ("sampler", err.key), str(err)) from None
+
+
+def _groups(raw: Any, layer_names: list[str]) -> list[LayerGroup]:
+    if not isinstance(raw, list) or not raw:
+        raise _fail(("layers",), f"expected a non-empty list of groups, got {raw!r}; "
+                                 f"e.g. [{{match: 'layer*.conv*', families: [tt, stt]}}]")
+    groups = [_group(item, ("layers", i), i, layer_names) for i, item in enumerate(raw)]
+    names = [g.name for g in groups]
+    for i, g in enumerate(groups):
+        if g.name in names[:i]:
+            raise _fail(("layers", i, "name"), f"group name {g.name!r} is used twice; give each group its own name")
+        if g.share and g.name in layer_names:
+            raise _fail(("layers", i, "name"), f"group name {g.name!r} is also a layer path; rename the group")
+    return groups
+
+
+def _group(item: Any, path: Path_, index: int, layer_names: list[str]) -> LayerGroup:
+    item = _check_keys(item, GROUP_KEYS, path, "{match: 'layer*.conv*', families: [tt, stt]}")
+    if "match" not in item:
+        raise _fail(path, "missing match; add match: '<glob on dotted layer paths>', e.g. 'layer*.conv*'")
+    match = _names(item["match"], (*path, "match"), "match", "['layer*.conv*']")
+    for pattern in match:
+        if not any(n == pattern or fnmatch.fnmatchcase(n, pattern) for n in layer_names):
+            sample = ", ".join(layer_names[:8]) + (", ..." if len(layer_names) > 8 else "")
+            raise _fail((*path, "match"), f"{pattern!r} matches no conv/linear layer of the model; "
+                                          f"layer paths look like: {sample}")
+    name = item.get("name", f"group{index}")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise _fail((*path, "name"), f"expected a non-empty string without ':', got {name!r}; e.g. name: stage1")
+    share = item.get("share", False)
+    if not isinstance(share, bool):
+        raise _fail((*path, "share"), f"expected true or false, got {share!r}; write share: true or share: false")
+    families = tuple(f.lower() for f in _names(item.get("families", list(ALL_FAMILIES)), (*path, "families"),
+                                                "families", "[tt, stt]"))
+    for fam in families:
+        if fam not in ALL_FAMILIES:
+            raise _fail((*path, "families"), f"unknown family {fam!r}; allowed: {', '.join(ALL_FAMILIES)}")
+    t = _t_values(item.get("t", [2]), (*path, "t"))
+    lo, hi = _bounds(item.get("split_bounds"), (*path, "split_bounds"))
+    forward = item.get("forward", "auto")
+    if forward not in FORWARD_MODES:
+        raise _fail((*path, "forward"), f"unknown forward mode {forward!r}; allowed: {', '.join(FORWARD_MODES)}")
+    return LayerGroup(
+        match=match, name=name, share=share, families=families, ranks=_ranks(item.get("ranks"), (*path, "ranks")),
+        t=t, n_modes=_ints(item.get("n_modes", [3]), (*path, "n_modes"), 1, "n_modes"),
+        tucker_n_modes=_ints(item.get("tucker_n_modes", [1]), (*path, "tucker_n_modes"), 1, "tucker_n_modes"),
+        mode_splits=_mode_splits(item.get("mode_splits", "auto"), (*path, "mode_splits")),
+        split_bounds=(lo, hi), forward=forward,
+    )
+
+
+def _t_values(raw: Any, path: Path_) -> tuple[int, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise _fail(path, "the list is empty; give STP factors >= 2, e.g. [2, 4]")
+    for x in items:
+        if not _is_int(x) or x < 2:
+            raise _fail(path, f"t={x!r} is not an STP factor; t values must be ints >= 2, e.g. [2, 4] "
+                              f"(classical families always use t=1)")
+    return tuple(sorted(set(items)))
+
+
+def _ranks(raw: Any, path: Path_) -> RankSpec:
+    if raw is None:
+        return RankSpec(2, 16, 2)
+    if _is_int(raw) or isinstance(raw, list):
+        vals = tuple(sorted(_ints(raw, path, 1, "ranks")))
+        return RankSpec(vals[0], vals[-1], 1, vals)
+    raw = _check_keys(raw, ("low", "high", "step"), path, "{low: 2, high: 16, step: 2}")
+    for key in ("low", "high"):
+        if key not in raw:
+            raise _fail(path, f"missing {key}; give {{low: 2, high: 16, step: 2}} or a list [4, 8, 12]")
+    low = _int(raw["low"], (*path, "low"), 1, "low")
+    high = _int(raw["high"], (*path, "high"), 1, "high")
+    step = _int(raw.get("step", 1), (*path, "step"), 1, "step")
+    if low > high:
+        raise _fail((*path, "low"), f"low {low} > high {high}; swap them")
+    if (high - low) % step:
+        fixed = low + (high - low) // step * step
+        raise _fail((*path, "high"), f"high {high} is not low {low} plus a multiple of step {step}; use high: {fixed}")
+    return RankSpec(low, high, step)
+
+
+def _bounds(raw: Any, path: Path_) -> tuple[int, int]:
+    if raw is None:
+        return 2, 16
+    raw = _check_keys(raw, ("min", "max"), path, "{min: 2, max: 16}")
+    lo = _int(raw.get("min", 2), (*path, "min"), 1, "min")
+    hi = _int(raw.get("max", 16), (*path, "max"), 1, "max")
+    if lo > hi:
+        raise _fail((*path, "min"), f"min {lo} > max {hi}; swap them")
+    return lo, hi
+
+
+def _mode_splits(raw: Any, path: Path_) -> Any:
+    if raw in ("auto", "default"):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise _fail(path, f"expected auto, default or a mapping {{channels: [[split], ...]}}, got {raw!r}; "
+                          f"e.g. mode_splits: auto")
+    out = []
+    for c, splits in raw.items():
+        try:
+            ch = int(c)
+        except (TypeError, ValueError):
+            raise _fail((*path, c), f"key {c!r} is not a channel count; use e.g. 16: [[4, 2, 2]]") from None
+        if not isinstance(splits, list) or not splits:
+            raise _fail((*path, c), f"expected a non-empty list of splits; e.g. {c}: [[4, 2, 2], [2, 2, 4]]")
+        clean = []
+        for j, s in enumerate(splits):
+            if not isinstance(s, list) or not s or not all(_is_int(x) and x >= 1 for x in s) or math.prod(s) != ch:
+                raise _fail((*path, c, j), f"split {s!r} does not multiply to {ch}; give positive ints "
+                                           f"whose product is {ch}")
+            clean.append(tuple(s))
+        out.append((ch, tuple(clean)))
+    return tuple(out)
+
+
+def _baseline_layer_plan(b: Mapping[str, Any]) -> LayerPlan:
+    if b["family"] == DENSE:
+        return LayerPlan(DENSE)
+    return LayerPlan(b["family"], rank=b["rank"], t=b.get("t", 1), n_modes=b.get("n_modes"))
+
+
+def _baselines(raw: Any, space: SearchSpace) -> list[dict[str, Any]]:
+    from .sampling import check_baseline
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _fail(("baselines",), f"expected a list, got {raw!r}; e.g. [{{family: tt, rank: 8}}]")
+    out = []
+    for i, item in enumerate(raw):
+        path = ("baselines", i)
+        item = _check_keys(item, ("family", "rank", "t", "n_modes", "name"), path, "{family: stt, rank: 8, t: 2}")
+        fam = str(item.get("family", "")).lower()
+        if fam not in ALL_FAMILIES:
+            raise _fail((*path, "family"), f"unknown family {item.get('family')!r}; allowed: {', '.join(ALL_FAMILIES)}")
+        b: dict[str, Any] = {"family": fam}
+        if fam != DENSE:
+            if "rank" not in item:
+                raise _fail(path, "missing rank; add rank: <int>, e.g. rank: 8")
+            b["rank"] = _int(item["rank"], (*path, "rank"), 1, "rank")
+            if fam in ST_FAMILIES:
+                if "t" not in item:
+                    raise _fail(path, f"{fam} needs an STP factor; add t: 2 (or another t of the groups)")
+                b["t"] = _int(item["t"], (*path, "t"), 2, "t")
+            elif item.get("t", 1) != 1:
+                st = {"tucker": "sttu", "tt": "stt", "tr": "str"}[fam]
+                raise _fail((*path, "t"), f"{fam} is classical and takes t=1, got {item['t']!r}; use {st} for t>1")
+            default_d = 1 if BASE_FAMILY[fam] == "tucker" else 3
+            b["n_modes"] = _int(item.get("n_modes", default_d), (*path, "n_modes"), 1, "n_modes")
+        tag = f"-r{b['rank']}" + (f"-t{b['t']}" if "t" in b else "") if fam != DENSE else ""
+        name = item.get("name", f"{fam}{tag}")
+        if not isinstance(name, str) or not name:
+            raise _fail((*path, "name"), f"expected a non-empty string, got {name!r}; e.g. name: tt-r8")
+        b["name"] = name
+        check_baseline(space, b, path)
+        out.append(b)
+    return out

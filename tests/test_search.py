@@ -1,0 +1,252 @@
+"""The search controller end to end: Ray cluster, SIGKILL + resume, PostgreSQL workers, infeasible trials.
+
+Real processes, real Ray, real PostgreSQL (skipped with a reason when none is reachable).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from stsearch.search.run import SearchRun
+from stsearch.space import SearchSpace
+
+pytestmark = pytest.mark.slow
+
+TINY_SPACE = """
+name: tiny
+model: resnet8_digits
+dataset: digits
+layers:
+  - match: "layer*.conv*"
+    share: true
+    families: [tt, stt, tucker, dense]
+    ranks: {low: 2, high: 8, step: 2}
+    t: [2]
+    n_modes: [3]
+objectives:
+  - {name: accuracy, direction: maximize}
+  - {name: compression, direction: maximize}
+constraints:
+  - {metric: compression, min: %(min_cf)s}
+train: {epochs: 1, batch_size: 128, lr: 0.05, num_threads: 1}
+sampler: {name: tpe, seed: %(seed)s}
+baselines:
+  - {family: tt, rank: 4}
+  - {family: stt, rank: 4, t: 2}
+trials: 6
+"""
+
+
+def _space(tmp_path: Path, min_cf: float = 1.0, seed: int = 0) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE % {"min_cf": min_cf, "seed": seed})
+    return path
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short RAY_TMPDIR (Ray's socket paths must stay under 107 bytes), removed afterwards."""
+    path = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(tmp_path: Path, ray_dir: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_TMPDIR"] = ray_dir or tempfile.gettempdir()
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env["RAY_AUTH_MODE"] = "disabled"  # a throw-away local cluster: driver and head share no token
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "stsearch", *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert port != 6379
+    return port
+
+
+def _study(results: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{results / name / 'study.db'}")
+
+
+def _assert_exactly(study: optuna.Study, n: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    trained = [t for t in trials if t.user_attrs.get("status") in ("completed", "pruned", "failed")]
+    assert len(trained) == n, [(t.number, t.state, t.user_attrs.get("status")) for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # every trained trial has its own folder, and no two trained trials share one
+    dirs = [t.user_attrs["artifact_dir"] for t in trained]
+    assert len(set(dirs)) == len(dirs)
+    for d in dirs:
+        assert (Path(d) / "trial.json").exists()
+
+
+# --------------------------------------------------------------------- Ray
+def test_ray_cluster_runs_a_six_trial_search(tmp_path, ray_tmp):
+    env = _env(tmp_path, ray_tmp)
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    start = subprocess.run(
+        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        out = subprocess.run(
+            _cli("search", "--space", str(_space(tmp_path)), "--trials", "6", "--name", "ray6",
+                 "--address", f"127.0.0.1:{port}", "--results-dir", str(tmp_path / "results"), "--no-progress"),
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    study = _study(tmp_path / "results", "ray6")
+    _assert_exactly(study, 6)
+    baselines = {t.user_attrs.get("baseline") for t in study.trials}
+    assert {"tt-r4", "stt-r4-t2"} <= baselines
+    assert (tmp_path / "results" / "ray6" / "trials.csv").exists()
+    assert "Pareto front" in out.stdout
+
+
+# ------------------------------------------------------------ kill + resume
+def test_sigkill_mid_search_then_resume_reaches_the_total_exactly(tmp_path):
+    env = _env(tmp_path)
+    results = tmp_path / "results"
+    args = ("--results-dir", str(results), "--no-progress", "--dispatch", "local")
+    proc = subprocess.Popen(_cli("search", "--space", str(_space(tmp_path)), "--trials", "5", "--name", "killme", *args),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    db = results / "killme" / "study.db"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait until >= 1 trial is done and another one is running
+            time.sleep(0.5)
+            if not db.exists():
+                continue
+            states = [t.state for t in _study(results, "killme").get_trials(deepcopy=False)]
+            if states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states:
+                break
+        else:
+            pytest.fail("the search never reached a running second trial")
+        time.sleep(1.0)  # let the running trial get into training
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = _study(results, "killme").get_trials(deepcopy=False)
+    assert any(t.state == TrialState.RUNNING for t in before)
+
+    out = subprocess.run(_cli("resume", "killme", *args), env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study = _study(results, "killme")
+    _assert_exactly(study, 5)
+    interrupted = [t for t in study.trials if t.user_attrs.get("status") == "interrupted"]
+    assert interrupted, "the killed trial should be recorded as interrupted"
+    for t in interrupted:  # each was re-queued with its params and folder, and finished
+        retry = [r for r in study.trials if r.user_attrs.get("retry_of") == t.number]
+        assert len(retry) == 1 and retry[0].params == t.params
+        assert retry[0].user_attrs["artifact_dir"] == t.user_attrs["artifact_dir"]
+        assert retry[0].user_attrs["status"] in ("completed", "pruned", "failed")
+    # a second resume has nothing left to do and changes nothing
+    again = subprocess.run(_cli("resume", "killme", *args), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert len(_study(results, "killme").trials) == len(study.trials)
+
+
+# --------------------------------------------------------------- PostgreSQL
+def _postgres_url() -> str | None:
+    url = os.environ.get("STSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception:
+        return None
+    return url
+
+
+@pytest.mark.postgres
+def test_three_workers_on_postgresql_train_exactly_n_trials(tmp_path):
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (database 'test'); set STSEARCH_TEST_POSTGRES")
+    name = f"workers-{uuid.uuid4().hex[:8]}"
+    results = tmp_path / "results"
+    space = SearchSpace.load(_space(tmp_path))
+    SearchRun.create(space, name=name, storage=url, results_dir=results, trials=7)
+    env = _env(tmp_path)
+    procs = [subprocess.Popen(_cli("worker", "--name", name, "--storage", url, "--results-dir", str(results), "--num-threads", "1"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    study = optuna.load_study(study_name=name, storage=url)
+    _assert_exactly(study, 7)
+    owners = {t.user_attrs["owner"] for t in study.trials if t.user_attrs.get("status") == "completed"}
+    assert len(owners) >= 2, "the workers should share the trials"
+    optuna.delete_study(study_name=name, storage=url)
+
+
+# --------------------------------------------------------------- infeasible
+def test_infeasible_configurations_never_reach_training(tmp_path, monkeypatch):
+    import stsearch.search.local as local
+
+    trained: list[int] = []
+    real = local.run_trial
+
+    def counting(spec, **kw):
+        trained.append(1)
+        return real(spec, **kw)
+
+    monkeypatch.setattr(local, "run_trial", counting)
+    space = SearchSpace.load(_space(tmp_path, min_cf=10.0, seed=3))
+    run = SearchRun.create(space, name="infeasible", results_dir=tmp_path / "results", trials=7)
+    local.run_local(run)
+    trials = run.study.get_trials(deepcopy=False)
+    infeasible = [t for t in trials if t.user_attrs.get("status") == "infeasible"]
+    trained_trials = [t for t in trials if t.user_attrs.get("status") in ("completed", "pruned", "failed")]
+    assert len(trained) == len(trained_trials) == 7
+    assert infeasible, "a CF >= 10 constraint on this space rejects some sampled configurations"
+    for t in infeasible:
+        assert t.user_attrs["compression"] < 10.0 and t.user_attrs["constraints"][0] > 0
+        assert "artifact_dir" not in t.user_attrs
+        assert not (run.folder / "trials" / f"{t.number:05d}").exists()
+    for t in trained_trials:  # baselines are always trained; sampled ones satisfy the constraint
+        assert t.user_attrs.get("baseline") or t.user_attrs["compression"] >= 10.0
+
+
+def test_existing_study_name_is_refused_and_unknown_resume_is_a_clear_error(tmp_path):
+    env = _env(tmp_path)
+    results = tmp_path / "results"
+    space = SearchSpace.load(_space(tmp_path))
+    SearchRun.create(space, name="dup", results_dir=results, trials=1)
+    out = subprocess.run(_cli("search", "--space", str(_space(tmp_path)), "--name", "dup", "--results-dir", str(results)),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "already exists" in out.stderr and "stsearch resume dup" in out.stderr
+    out = subprocess.run(_cli("resume", "nope", "--results-dir", str(results)), env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no study 'nope'" in out.stderr and out.stderr.count("\n") == 1
