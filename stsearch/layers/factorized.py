@@ -108,8 +108,8 @@ class _FactorizedBase(nn.Module):
 
     def _dense_weight(self) -> torch.Tensor:
         """The rebuilt weight; cached at inference (no grad) until a factor changes."""
-        if torch.is_grad_enabled():
-            self._cached_weight = None
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            self._cached_weight = None  # never cache a traced (fake) tensor in the module
             return self.weight()
         key = tuple((p.data_ptr(), p._version) for p in self.weight_tensor.factors)
         if self._cached_weight is None or self._cache_key != key:

@@ -9,6 +9,7 @@ PRUNED with the budget it used, and stays out of the front.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,8 @@ def ray_trainable(config: dict[str, Any]) -> None:
         tune.report({k: v for k, v in report.items() if v is not None})
 
     metrics = run_trial(spec, workdir=config["workdir"], epoch_callback=on_epoch, progress=False)
-    final = {k: v for k, v in metrics.items() if v is not None}
+    final = {k: v for k, v in metrics.items() if v is not None and k != "history"}
+    final["history_json"] = json.dumps(metrics.get("history") or [])  # Ray's result loggers take scalars
     final["final"] = True
     final.setdefault("epoch", metrics.get("epochs_done", 0))
     tune.report(final)
@@ -71,7 +73,9 @@ def _make_searcher_class():
             if error or not result:
                 frozen = self.run.finish(claim, None, error="the Ray trial failed (see its error.txt / Ray logs)")
             elif result.get("final"):
-                frozen = self.run.finish(claim, result)
+                metrics = dict(result)
+                metrics["history"] = json.loads(metrics.pop("history_json", "[]"))
+                frozen = self.run.finish(claim, metrics)
             else:  # stopped by the scheduler after some epochs
                 metrics = {k: result.get(k) for k in ("val_acc", "val_loss", "budget_fraction") if k in result}
                 metrics.update(status="pruned", full_budget=False, epochs_done=result.get("epoch"),
@@ -137,6 +141,8 @@ def run_ray(
         sched = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max(1, max_t), grace_period=1, reduction_factor=3)
     elif scheduler != "none":
         raise ValueError(f"--scheduler must be 'none' or 'asha', got {scheduler!r}")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the study is the record
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     trainable = tune.with_resources(ray_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     tuner = tune.Tuner(
         trainable,

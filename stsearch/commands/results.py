@@ -1,0 +1,93 @@
+"""``stsearch pareto`` and ``stsearch plot``: what a study found."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import command
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db)")
+    p.add_argument("--results-dir", default="results")
+
+
+def _pareto_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--csv", help="where to write the front (default: results/<study>/pareto.csv)")
+    p.add_argument("--min-cf", type=float, help="also print the most accurate trial with compression >= this")
+
+
+def _plot_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--compare", nargs="+", default=[], metavar="STUDY", help="other studies to draw on one axis")
+    p.add_argument("--out", help="folder for the images (default: results/<study>/plots)")
+
+
+def _open(args: argparse.Namespace, name: str | None = None):
+    from ..search.run import SearchRun
+
+    return SearchRun.open(name or args.name, storage=args.storage if name is None else None, results_dir=args.results_dir)
+
+
+@command("pareto", _pareto_args)
+def pareto(args: argparse.Namespace) -> int:
+    """Pareto front of a study (finished full-budget feasible trials), knee, hypervolume; writes CSV."""
+    from ..results import (best_at_constraint, default_reference, eligible_mask, hypervolume, knee_point,
+                           pareto_front, pareto_table, save_frame, study_objectives, trials_frame)
+
+    run = _open(args)
+    df = trials_frame(run.study)
+    save_frame(df, run.folder)
+    objs = study_objectives(run.study)
+    table = pareto_table(run.study)
+    if not len(table):
+        raise ValueError(f"study {run.name} has no finished full-budget trial yet; run 'stsearch status {run.name}'")
+    out = Path(args.csv) if args.csv else run.folder / "pareto.csv"
+    table.to_csv(out, index=False)
+    front = pareto_front(df, objs)
+    ref = default_reference(df, objs)
+    hv = hypervolume(front[[n for n, _ in objs]].to_numpy(float), [d for _, d in objs], ref)
+    knee = knee_point(front, objs)
+    print(table.to_string(index=False))
+    print(f"\n{len(table)} trials on the front of {int(eligible_mask(df, objs).sum())} eligible; "
+          f"hypervolume {hv:.4g} (reference {dict(zip([n for n, _ in objs], ref))})")
+    print(f"knee: trial {int(knee['number'])} ({knee.get('family')}) " +
+          ", ".join(f"{n} {knee[n]:.4g}" for n, _ in objs))
+    if args.min_cf is not None:
+        best = best_at_constraint(df, "accuracy", {"compression": (">=", args.min_cf)})
+        print(f"best with compression >= {args.min_cf:g}: " + (
+            "none" if best is None else f"trial {int(best['number'])} ({best.get('family')}), "
+                                        f"accuracy {best['accuracy']:.4f}, compression {best['compression']:.2f}x"))
+    print(f"written: {out}")
+    return 0
+
+
+@command("plot", _plot_args)
+def plot(args: argparse.Namespace) -> int:
+    """Front, hypervolume history and per-layer heat map of a study (PNG + SVG); --compare overlays studies."""
+    from ..results import (hypervolume_history, pareto_front, plot_compare, plot_front, plot_hypervolume,
+                           plot_layer_heatmap, study_objectives, trials_frame)
+
+    run = _open(args)
+    df = trials_frame(run.study)
+    objs = study_objectives(run.study)
+    out = Path(args.out) if args.out else run.folder / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    if df.empty:
+        raise ValueError(f"study {run.name} has no trials yet; run 'stsearch status {run.name}'")
+    written = plot_front(df, objs, out / "front", title=f"{run.name}: accuracy vs compression")
+    written += plot_hypervolume(hypervolume_history(df, objs), out / "hypervolume", title=f"{run.name}: hypervolume")
+    front = pareto_front(df, objs)
+    if len(front):
+        written += plot_layer_heatmap(front, out / "layers")
+    if args.compare:
+        frames = {run.name: df}
+        for other in args.compare:
+            frames[other] = trials_frame(_open(args, other).study)
+        written += plot_compare(frames, objs, out / "compare")
+    for path in written:
+        print(path)
+    return 0
