@@ -19,8 +19,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dispatch", choices=["ray", "local"], default="ray",
-                   help="ray: Ray Tune (default); local: train in this process, one trial at a time")
+    p.add_argument("--dispatch", choices=["ray", "local", "none"], default="ray",
+                   help="ray: Ray Tune (default); local: train in this process, one trial at a time; "
+                        "none: only create the study and its queue (for 'stsearch worker')")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=1)
@@ -130,6 +131,9 @@ def search(args: argparse.Namespace) -> int:
                            trials=args.trials, seed=args.seed)
     print(f"study {run.name}: {run.target} trials of {space.model} on {space.dataset}; "
           f"storage {run.storage_url}", file=sys.stderr)
+    if args.dispatch == "none":
+        print(f"created; start workers with: stsearch worker --name {run.name} --storage {run.storage_url}")
+        return 0
     _dispatch(run, args)
     return 0
 
@@ -144,6 +148,8 @@ def resume(args: argparse.Namespace) -> int:
     counts = run.reconcile(target=args.trials)
     print(f"study {run.name}: {counts['trained']}/{run.target} trained, {counts['waiting']} to go "
           f"({counts['interrupted']} interrupted so far)", file=sys.stderr)
+    if args.dispatch == "none":
+        return 0
     _dispatch(run, args)
     return 0
 

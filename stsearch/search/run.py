@@ -120,9 +120,19 @@ class SearchRun:
         trials: int | None = None,
         seed: int | None = None,
     ) -> "SearchRun":
-        """A new study for ``space``; an existing study of that name is an error (use resume)."""
-        name = name or space.name
+        """A new study for ``space``; an existing study of that name is an error (use resume).
+
+        Without an explicit ``name`` the space's name is used, numbered (``-2``, ``-3``...)
+        when a study of that name already exists under ``results_dir``.
+        """
         results_dir = Path(results_dir).resolve()
+        if name is None:
+            name = space.name
+            if storage is None:
+                k = 2
+                while (results_dir / name / "study.db").exists():
+                    name = f"{space.name}-{k}"
+                    k += 1
         url = storage or default_storage_url(results_dir, name)
         store = open_storage(url)
         if study_exists(store, name):

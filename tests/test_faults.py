@@ -1,0 +1,161 @@
+"""Fault tests: killed workers, a Ray node lost mid-trial, NaN trials, truncated checkpoints,
+concurrent writers. Each asserts that nothing is lost and the study stays loadable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from stsearch.search.local import run_local
+from stsearch.search.run import SearchRun
+from stsearch.space import SearchSpace
+from stsearch.trial import TrialSpec, run_trial
+
+from .test_search import TINY_SPACE, _assert_exactly, _cli, _env, _free_port, _space, ray_tmp  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _running_with_epoch(storage: str, name: str) -> bool:
+    """A trial is running and has written at least one epoch checkpoint."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        folder = t.user_attrs.get("artifact_dir")
+        if folder and (Path(folder) / "ckpt" / "last.pt").exists():
+            return True
+    return False
+
+
+def test_sigkill_of_a_worker_then_a_new_worker_finishes_the_study(tmp_path):
+    text = TINY_SPACE % {"min_cf": 1.0, "seed": 1}
+    path = tmp_path / "slow.yaml"
+    path.write_text(text.replace("epochs: 1,", "epochs: 6,"))
+    results = tmp_path / "results"
+    journal = f"journal:{tmp_path / 'study.log'}"
+    SearchRun.create(SearchSpace.load(path), name="wk", storage=journal, results_dir=results, trials=3)
+    env = _env(tmp_path)
+    args = ("--name", "wk", "--storage", journal, "--results-dir", str(results), "--num-threads", "1")
+    victim = subprocess.Popen(_cli("worker", *args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    from stsearch.search.storage import open_storage
+
+    store = open_storage(journal)
+    try:
+        _wait_for(lambda: _running_with_epoch(store, "wk"), 180, "a trial with a checkpoint")
+        os.killpg(victim.pid, signal.SIGKILL)
+    finally:
+        victim.wait(timeout=30)
+    killed = [t for t in optuna.load_study(study_name="wk", storage=store).trials if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+    out = subprocess.run(_cli("worker", *args), env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="wk", storage=store)
+    _assert_exactly(study, 3)
+    old = killed[0]
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == old.number]
+    assert len(retry) == 1 and retry[0].params == old.params
+    # the retry resumed from the killed trial's checkpoint instead of starting over
+    assert retry[0].user_attrs["artifact_dir"] == old.user_attrs["artifact_dir"]
+
+
+def test_ray_worker_node_lost_mid_trial_is_retried_elsewhere(tmp_path, ray_tmp):
+    env = _env(tmp_path, ray_tmp)
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                           "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0, head.stderr[-2000:]
+    nodes = []
+    try:
+        for _ in range(2):
+            nodes.append(subprocess.Popen([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--block",
+                                           "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))
+        time.sleep(8)
+        path = tmp_path / "slow.yaml"
+        path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 2}).replace("epochs: 1,", "epochs: 5,"))
+        results = tmp_path / "results"
+        search = subprocess.Popen(
+            _cli("search", "--space", str(path), "--trials", "4", "--name", "nodes", "--address", f"127.0.0.1:{port}",
+                 "--results-dir", str(results), "--no-progress", "--max-failures", "3"),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        storage = f"sqlite:///{results / 'nodes' / 'study.db'}"
+        _wait_for(lambda: (results / "nodes" / "study.db").exists() and _running_with_epoch(storage, "nodes"),
+                  240, "a running trial with a checkpoint")
+        os.killpg(nodes[0].pid, signal.SIGKILL)  # the node and everything it runs
+        output, _ = search.communicate(timeout=600)
+        assert search.returncode == 0, output[-3000:]
+    finally:
+        for n in nodes:
+            try:
+                os.killpg(n.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    study = optuna.load_study(study_name="nodes", storage=storage)
+    _assert_exactly(study, 4)
+    # Ray restarted the lost trial on the surviving node: every trial completed, none failed
+    assert [t.user_attrs["status"] for t in study.trials if t.user_attrs.get("status") != "infeasible"] == ["completed"] * 4
+
+
+def test_nan_trials_fail_cleanly_and_are_counted(tmp_path):
+    path = tmp_path / "nan.yaml"
+    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 0}).replace("lr: 0.05", "lr: 1.0e+12, momentum: 0.0, weight_decay: 0.0"))
+    run = SearchRun.create(SearchSpace.load(path), name="nan", results_dir=tmp_path / "results", trials=3)
+    assert run_local(run) == 3
+    study = optuna.load_study(study_name="nan", storage=run.storage_url)
+    failed = [t for t in study.trials if t.user_attrs.get("status") == "failed"]
+    assert len(failed) == 3 and all(t.state == TrialState.FAIL for t in failed)
+    assert all("non-finite" in t.user_attrs["reason"] for t in failed)
+    _assert_exactly(study, 3)
+
+
+def test_truncated_checkpoint_does_not_break_a_restarted_trial(tmp_path):
+    spec = TrialSpec(model="resnet8_digits", dataset="digits", train={"epochs": 2, "batch_size": 128, "num_threads": 1})
+    run_trial(spec, workdir=tmp_path, progress=False, epoch_callback=lambda rec: True)  # stop after epoch 1
+    ckpt = tmp_path / "ckpt" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 3])
+    with pytest.warns(UserWarning):
+        metrics = run_trial(spec, workdir=tmp_path, progress=False)
+    assert metrics["status"] == "completed" and metrics["epochs_done"] == 2
+
+
+def test_concurrent_writers_on_a_journal_file(tmp_path):
+    journal = f"journal:{tmp_path / 'shared.log'}"
+    results = tmp_path / "results"
+    SearchRun.create(SearchSpace.load(_space(tmp_path)), name="jr", storage=journal, results_dir=results, trials=5)
+    env = _env(tmp_path)
+    procs = [subprocess.Popen(_cli("worker", "--name", "jr", "--storage", journal, "--results-dir", str(results),
+                                   "--num-threads", "1"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    from stsearch.search.storage import open_storage
+
+    _assert_exactly(optuna.load_study(study_name="jr", storage=open_storage(journal)), 5)
+
+
+def test_malformed_space_is_a_one_line_error_with_a_line_number(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: resnet8_digits\nlayers:\n  - match: [\n")
+    out = subprocess.run(_cli("search", "--space", str(bad), "--results-dir", str(tmp_path / "r")), env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "bad.yaml:" in out.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
