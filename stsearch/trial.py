@@ -115,7 +115,15 @@ def build_model(spec: TrialSpec, num_classes: int | None = None, *, load_pretrai
     model = create_model(spec.model, **kwargs)
     dense = None
     if spec.pretrained and load_pretrained:
-        model.load_state_dict(load_state_dict_file(spec.pretrained))
+        try:
+            model.load_state_dict(load_state_dict_file(spec.pretrained))
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise ValueError(
+                f"pretrained checkpoint {spec.pretrained} does not fit the dense {spec.model} ({detail[:200]}); "
+                f"pass a state dict of the same model"
+            ) from None
         dense = copy.deepcopy(model).eval()
     init = spec.init if dense is not None else "random"
     compressed = compress(model, spec.network_plan(), init=init, refine_steps=spec.refine_steps, inplace=True)

@@ -74,3 +74,33 @@ def test_train_cli_prints_metrics_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits",
                           "--epochs", "-1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("stsearch: error:") and bad.stderr.count("\n") == 1
+
+
+def test_warm_start_from_pretrained_dense_checkpoint_and_distillation(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from stsearch.data import load_dataset, make_loaders
+    from stsearch.train import evaluate
+    from stsearch.trial import WEIGHTS_FILE, build_model
+
+    dense_dir = tmp_path / "dense"
+    dense = run_trial(_spec(NetworkPlan(), epochs=3), workdir=dense_dir, progress=False)
+    assert dense["val_acc"] > 0.8
+    # A near-full-rank Tucker warm start keeps the dense network's function before any training.
+    plan = NetworkPlan.uniform(["layer*.conv*"], LayerPlan("tucker", rank=64))
+    spec = TrialSpec(model="resnet8_digits", dataset="digits", plan=plan.to_dict(), train={**TRAIN, "distill_alpha": 0.5},
+                     init="decompose", pretrained=str(dense_dir / WEIGHTS_FILE))
+    _, val, info = load_dataset("digits")
+    model, teacher = build_model(spec, num_classes=info.num_classes)
+    _, loader = make_loaders(val, val, 256)
+    before = evaluate(model.eval(), loader, torch.device("cpu"))["acc"]
+    assert before == pytest.approx(dense["val_acc"], abs=0.01)
+    assert teacher is not None
+    # ... and a whole trial with the teacher for distillation runs
+    m = run_trial(spec, workdir=tmp_path / "kd", progress=False)
+    assert m["status"] == "completed" and m["val_acc"] > 0.8
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    bad = TrialSpec(**{**spec.to_dict(), "pretrained": str(tmp_path / "bad.safetensors")})
+    with pytest.raises(ValueError, match="does not fit the dense resnet8_digits"):
+        build_model(bad, num_classes=10)
