@@ -250,3 +250,15 @@ def test_existing_study_name_is_refused_and_unknown_resume_is_a_clear_error(tmp_
     assert out.returncode == 2 and "already exists" in out.stderr and "stsearch resume dup" in out.stderr
     out = subprocess.run(_cli("resume", "nope", "--results-dir", str(results)), env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no study 'nope'" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_sequential_search_repeats_exactly(tmp_path):
+    from stsearch.search.local import run_local
+
+    space = SearchSpace.load(_space(tmp_path, seed=5))
+    runs = []
+    for name in ("rep-a", "rep-b"):
+        run = SearchRun.create(space, name=name, results_dir=tmp_path / "results", trials=4)
+        run_local(run)
+        runs.append([(t.params, t.values, t.user_attrs.get("status")) for t in run.study.get_trials(deepcopy=False)])
+    assert runs[0] == runs[1]
