@@ -262,3 +262,28 @@ def test_sequential_search_repeats_exactly(tmp_path):
         run_local(run)
         runs.append([(t.params, t.values, t.user_attrs.get("status")) for t in run.study.get_trials(deepcopy=False)])
     assert runs[0] == runs[1]
+
+
+def test_asha_stopped_trials_are_pruned_with_their_budget_and_kept_off_the_front(tmp_path, ray_tmp):
+    from stsearch.results import pareto_table
+
+    env = _env(tmp_path, ray_tmp)
+    path = tmp_path / "asha.yaml"
+    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 4}).replace("epochs: 1,", "epochs: 3,"))
+    results = tmp_path / "results"
+    out = subprocess.run(
+        _cli("search", "--space", str(path), "--trials", "8", "--name", "asha", "--scheduler", "asha",
+             "--num-cpus", "2", "--results-dir", str(results), "--no-progress"),
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study = _study(results, "asha")
+    _assert_exactly(study, 8)
+    pruned = [t for t in study.trials if t.user_attrs.get("status") == "pruned"]
+    assert pruned, "ASHA (grace 1 epoch, reduction 3) stops some of 8 trials"
+    for t in pruned:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["budget_fraction"] < 1 and t.user_attrs["full_budget"] is False
+        assert t.user_attrs["epochs_done"] < 3
+    front = set(pareto_table(study)["number"])
+    assert not front & {t.number for t in pruned}

@@ -32,6 +32,8 @@ def ray_trainable(config: dict[str, Any]) -> None:
     epochs = float(spec.train.get("epochs") or 0) or None
 
     def on_epoch(rec: dict[str, Any]) -> None:
+        if epochs and rec.get("epochs_done", rec.get("epoch", 0)) >= epochs:
+            return  # the final report carries the last epoch (a scheduler must not stop a finished trial)
         report = {k: rec.get(k) for k in REPORT_KEYS if rec.get(k) is not None}
         report.update(final=False, budget_fraction=(rec.get("epochs_done", rec.get("epoch", 0)) / epochs) if epochs else None)
         tune.report({k: v for k, v in report.items() if v is not None})
