@@ -1,0 +1,78 @@
+"""Smoke run of the layer benchmark script (benchmarks/layers.py --quick) in a subprocess."""
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "layers.py"
+COLUMNS = [
+    "shape",
+    "c_in",
+    "c_out",
+    "hw",
+    "batch",
+    "method",
+    "family",
+    "forward",
+    "rank",
+    "t",
+    "params",
+    "matched_params",
+    "cf",
+    "macs_per_sample",
+    "macs_batch_fwd",
+    "macs_source",
+    "median_ms",
+    "p90_ms",
+    "min_ms",
+    "peak_mem_mb",
+    "time_vs_dense",
+    "mem_vs_dense",
+    "repeats",
+    "device",
+]
+
+
+@pytest.mark.slow
+def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
+    out = tmp_path / "layers-cpu.csv"
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert time.perf_counter() - start < 60
+
+    with out.open() as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    assert {r["shape"] for r in rows} == {"resnet32-64x64-8x8"}
+    assert {r["batch"] for r in rows} == {"4"} and {r["repeats"] for r in rows} == {"1"}
+    methods = {(r["method"], r["forward"]) for r in rows}
+    assert ("dense", "-") in methods
+    for family in ("tucker", "sttu", "tt", "stt", "tr", "str"):
+        assert {(family, "dense"), (family, "factorized")} <= methods
+    dense = next(r for r in rows if r["method"] == "dense")
+    assert float(dense["time_vs_dense"]) == 1.0 and float(dense["cf"]) == 1.0
+    assert int(dense["macs_per_sample"]) == 64 * 64 * 9 * 8 * 8
+    for r in rows:
+        assert float(r["median_ms"]) > 0 and float(r["peak_mem_mb"]) >= 0 and int(r["params"]) > 0
+    ours = [r for r in rows if r["macs_source"] == "LayerCost"]
+    assert len(ours) == 12 and all(float(r["cf"]) > 1 for r in ours)
+    for r in rows:  # TensorLy-Torch rows, when installed, match our classical layer within 5 %
+        if r["method"].startswith("tltorch-"):
+            assert abs(int(r["params"]) - int(r["matched_params"])) <= 0.05 * int(r["matched_params"])
+
+    md = out.with_suffix(".md").read_text()
+    assert "benchmarks/layers.py --quick" in md and "| shape | method |" in md and "torch " in md
+    assert "target [best mode no slower than dense" in proc.stdout
