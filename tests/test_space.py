@@ -94,11 +94,12 @@ def test_baselines_decode_to_uniform_plans(spaces, name):
 
 def test_param_names_and_conditionality(spaces):
     sp = spaces["digits"]
-    p = sp.baseline_params()[1]  # stt r8 t2
-    assert p["layer1.0.conv1:family"] == "stt" and p["layer1.0.conv1:t"] == 2
-    assert p["layer1.0.conv1:split3"] == "4x2x2|4x2x2" and p["layer2.0.conv1:split3"] == "4x2x2|4x4x2"
+    p = sp.baseline_params()[1]  # stt r8 t2: a point of the uniform branch
+    assert p["plan:tie"] == "uniform" and p["uniform:family"] == "stt" and p["uniform:t"] == 2
+    assert p["uniform:split3:16to16"] == "4x2x2|4x2x2" and p["uniform:split3:16to32"] == "4x2x2|4x4x2"
+    assert not any(k.startswith("layer") for k in p)
     tt = sp.baseline_params()[0]
-    assert "layer1.0.conv1:t" not in tt
+    assert "uniform:t" not in tt
     # dense layers sample only the family
     params = {f"{n}:family": "dense" for n in sp.layers()}
     assert all(lp.is_dense for lp in sp.plan_from_params(params).layers.values())
@@ -291,3 +292,30 @@ def test_digits_header_documents_every_key():
 
     for key in (*TOP_KEYS, *GROUP_KEYS):
         assert re.search(rf"#\s+{key}\s", header), key
+
+
+def test_uniform_branch_reaches_uniform_plans(spaces):
+    import optuna
+
+    sp = spaces["digits"]
+    study = optuna.create_study(directions=sp.directions(), sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        params = sp.suggest(trial)
+        plan = sp.plan_from_params(params)
+        seen.add(params["plan:tie"])
+        if params["plan:tie"] == "uniform":
+            fams = {(lp.family, lp.t) for lp in plan.layers.values()}
+            assert len(fams) == 1 and not any(k.startswith("layer") for k in params)
+        study.tell(trial, [0.0] * len(sp.directions()))
+    assert seen == {"uniform", "per_layer"}
+    # a space can switch the branch off
+    data = sp.to_dict()
+    data["tie"] = ["per_layer"]
+    from stsearch.space import SearchSpace
+
+    assert "plan:tie" not in SearchSpace.from_dict(data).baseline_params()[0]
+    data["tie"] = ["sometimes"]
+    with pytest.raises(ValueError, match="tie: expected a non-empty list of per_layer, uniform"):
+        SearchSpace.from_dict(data)

@@ -12,7 +12,15 @@ Parameter names (``K`` is the layer's dotted path, or the group's ``name`` when 
 ``K:split<d>``                 categorical over ``"in|out"`` channel-split pairs, e.g.
                                ``"4x2x2|4x4x2"`` (input split first), for ``d`` modes
 ``K:split<d>:<cin>to<cout>``   the same in a shared group: one per distinct channel pair
+``plan:tie``                   ``per_layer`` or ``uniform`` (see below)
 =============================  ==============================================================
+
+Uniform plans are a branch of the space: when ``tie`` offers ``uniform`` and every
+sampling unit has the same choices, ``plan:tie`` picks between the per-layer parameters
+above and one shared set ``uniform:family``, ``uniform:t``, ``uniform:rank``, ... applied
+to every searchable layer (splits per channel pair, ``uniform:split<d>:<cin>to<cout>``).
+The paper's uniform-rank grid is thus a subspace the sampler can reach directly, and the
+baselines are points of that branch.
 
 A choice with a single option is not sampled and is not a parameter. Input and output
 are split into the same number ``d`` of modes (TT requires it). A channel count with no
@@ -31,6 +39,7 @@ Decoding the rank of one layer (so that any sampled params give a valid plan):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,7 +81,7 @@ class Slot:
     """One choice: its parameter name, kind and options (and the layer geometry for splits)."""
 
     name: str
-    kind: str  # "family" | "t" | "rank" | "n_modes" | "split"
+    kind: str  # "tie" | "family" | "t" | "rank" | "n_modes" | "split"
     choices: tuple[Any, ...] | RankSpec
     d: int = 0
     c_in: int = 0
@@ -92,6 +101,8 @@ class Slot:
 
 
 Chooser = Callable[[Slot], Any]
+TIE = "plan:tie"
+UNIFORM = "uniform"
 
 
 # ------------------------------------------------------------------ structure
@@ -192,7 +203,12 @@ def _walk(space: "SearchSpace", choose: Chooser) -> dict[str, LayerPlan]:
         return memo[slot.name]
 
     plans: dict[str, LayerPlan] = {}
-    for unit in space.units():
+    all_units = space.units()
+    if pick(Slot(TIE, "tie", tie_choices(space))) == "uniform":
+        first = all_units[0]
+        group = dataclasses.replace(first.group, share=True)
+        all_units = [Unit(UNIFORM, group, tuple(g for u in all_units for g in u.layers))]
+    for unit in all_units:
         g, k = unit.group, unit.key
         fam = pick(Slot(f"{k}:family", "family", g.families))
         if fam == DENSE:
@@ -210,6 +226,18 @@ def _walk(space: "SearchSpace", choose: Chooser) -> dict[str, LayerPlan]:
             r, tt = fit_rank(fam, rank, t, g.t, layout)
             plans[geom.name] = LayerPlan(fam, rank=r, t=tt, in_modes=ins, out_modes=outs, n_modes=d, forward=g.forward)
     return {n: plans[n] for n in space.assignment}
+
+
+def tie_choices(space: "SearchSpace") -> tuple[str, ...]:
+    """``plan:tie`` options: ``uniform`` only when several units offer identical choices."""
+    us = space.units()
+    same = len(us) > 1 and all(_choices(u.group) == _choices(us[0].group) for u in us)
+    return tuple(m for m in space.tie if m == "per_layer" or same) or ("per_layer",)
+
+
+def _choices(group: LayerGroup) -> tuple[Any, ...]:
+    return (group.families, group.ranks, group.t, group.n_modes, group.tucker_n_modes, group.mode_splits,
+            group.split_bounds, group.forward)
 
 
 def suggest(space: "SearchSpace", trial: "optuna.trial.BaseTrial") -> dict[str, Any]:
@@ -239,6 +267,8 @@ def decode(space: "SearchSpace", params: Mapping[str, Any]) -> NetworkPlan:
         if slot.fixed is not None:
             return slot.fixed
         if slot.name not in params:
+            if slot.kind == "tie":
+                return "per_layer"  # params written without the tie choice are per-layer params
             raise ValueError(f"params lack {slot.name!r}; params must come from SearchSpace.suggest on this space")
         return params[slot.name]
 
@@ -251,6 +281,8 @@ def _baseline_chooser(
     def choose(slot: Slot) -> Any:
         if slot.kind == "split":
             value: Any = format_split(default_split(slot.c_in, slot.d), default_split(slot.c_out, slot.d))
+        elif slot.kind == "tie":
+            value = "uniform" if "uniform" in slot.choices else "per_layer"
         else:
             value = b[slot.kind]
         if not slot.contains(value):
@@ -265,7 +297,7 @@ def _baseline_chooser(
 
 def _not_a_choice(space: "SearchSpace", slot: Slot, value: Any) -> str:
     key = slot.name.split(":", 1)[0]
-    unit = next(u for u in space.units() if u.key == key)
+    unit = next((u for u in space.units() if u.key == key), space.units()[0])  # "uniform": the first unit
     where = f"layers[{space.groups.index(unit.group)}] (layer {unit.layers[0].name})"
     if slot.kind == "split":
         return (f"the default split {value} of {slot.c_in}|{slot.c_out} channels is not a mode_splits candidate of "

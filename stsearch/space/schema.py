@@ -84,7 +84,8 @@ OBJECTIVES: dict[str, str] = {
 ANALYTIC_METRICS = ("compression", "macs", "params")
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
-            "train", "sampler", "baselines", "trials")
+            "train", "sampler", "baselines", "trials", "tie")
+TIE_MODES = ("per_layer", "uniform")
 GROUP_KEYS = ("match", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
 
@@ -221,8 +222,9 @@ class SearchSpace:
         self, *, name: str, model: str, model_kwargs: dict[str, Any], dataset: str, data_dir: str | None,
         groups: list[LayerGroup], objectives: list[Objective], constraints: list[Constraint],
         train: dict[str, Any], sampler: dict[str, Any], baselines: list[dict[str, Any]], trials: int,
-        source: str | None = None, raw: Mapping[str, Any] | None = None,
+        source: str | None = None, raw: Mapping[str, Any] | None = None, tie: tuple[str, ...] = TIE_MODES,
     ) -> None:
+        self.tie = tuple(tie)
         self.name, self.model, self.model_kwargs = name, model, model_kwargs
         self.dataset, self.data_dir = dataset, data_dir
         self.groups, self.objectives, self.constraints = groups, objectives, constraints
@@ -273,7 +275,7 @@ class SearchSpace:
             "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
             "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in self.constraints],
             "train": copy.deepcopy(self.train), "sampler": dict(self.sampler),
-            "baselines": [dict(b) for b in self.baselines], "trials": self.trials,
+            "baselines": [dict(b) for b in self.baselines], "trials": self.trials, "tie": list(self.tie),
         }
 
     # -------------------------------------------------------------- layers
@@ -490,12 +492,17 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     if not isinstance(name, str) or not name:
         raise _fail(("name",), f"expected a non-empty string, got {name!r}; e.g. name: my-study")
     trials = _int(data.get("trials", 20), ("trials",), 1, "trials")
+    tie = data.get("tie", list(TIE_MODES))
+    tie = [tie] if isinstance(tie, str) else tie
+    if not isinstance(tie, list) or not tie or any(v not in TIE_MODES for v in tie):
+        raise _fail(("tie",), f"expected a non-empty list of {', '.join(TIE_MODES)}, got {data.get('tie')!r}; "
+                              f"e.g. tie: [per_layer, uniform]")
 
     space = SearchSpace(
         name=name, model=model, model_kwargs=dict(model_kwargs), dataset=dataset, data_dir=data_dir,
         groups=[], objectives=_objectives(data.get("objectives")), constraints=_constraints(data.get("constraints")),
         train=_train(data.get("train")), sampler=_sampler(data.get("sampler")), baselines=[], trials=trials,
-        source=source, raw=data,
+        source=source, raw=data, tie=tuple(dict.fromkeys(tie)),
     )
     try:
         layers = space.all_layers
