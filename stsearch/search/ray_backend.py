@@ -143,7 +143,6 @@ def run_ray(
         sched = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=max(1, max_t), grace_period=1, reduction_factor=3)
     elif scheduler != "none":
         raise ValueError(f"--scheduler must be 'none' or 'asha', got {scheduler!r}")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the study is the record
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     trainable = tune.with_resources(ray_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     tuner = tune.Tuner(
