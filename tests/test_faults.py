@@ -35,7 +35,10 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 def _running_with_epoch(storage: str, name: str) -> bool:
     """A trial is running and has written at least one epoch checkpoint."""
-    study = optuna.load_study(study_name=name, storage=storage)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # the database file exists before the study is written into it
+        return False
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         folder = t.user_attrs.get("artifact_dir")
         if folder and (Path(folder) / "ckpt" / "last.pt").exists():
