@@ -57,7 +57,6 @@ import csv
 import datetime as dt
 import math
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -80,6 +79,7 @@ from optuna.trial import TrialState  # noqa: E402
 from stsearch.plan import NetworkPlan  # noqa: E402
 from stsearch.search.run import SearchRun  # noqa: E402
 from stsearch.space import RankSpec, SearchSpace  # noqa: E402
+from machine import available_cores, cpu_model, load_average, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
 CSV_COLUMNS = ["part", "name", "n", "repeat", "seconds", "per_trial_ms", "detail"]
 TRIVIAL_METRICS: dict[str, Any] = {
@@ -89,42 +89,6 @@ TRIVIAL_METRICS: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
-
-
-def versions() -> str:
-    import torch
-
-    try:
-        import ray
-
-        ray_v = ray.__version__
-    except ImportError:  # pragma: no cover
-        ray_v = "not installed"
-    return f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, ray {ray_v}"
-
-
 def wait_for_quiet(limit: float, max_wait_s: float) -> str:
     """Wait (up to ``max_wait_s``) until the 1-minute load average is below ``limit``; a line saying how it went."""
     start = time.time()
@@ -192,14 +156,33 @@ def ray_bare(n: int, work: Path, name: str) -> float:
     return seconds
 
 
-def ray_stsearch(space: SearchSpace, n: int, work: Path, name: str) -> tuple[float, float]:
-    """(SearchRun.create seconds, ``tuner.fit()`` seconds) of run_ray's Tuner with a trivial trainable."""
+def ray_stsearch(space: SearchSpace, n: int, work: Path, name: str) -> tuple[float, float, float, float]:
+    """Seconds of run_ray's Tuner with a trivial trainable: (SearchRun.create, ``tuner.fit()``, time spent in
+    ``StudySearcher.suggest`` and in ``StudySearcher.on_trial_complete``, both on the driver)."""
     from ray import tune
 
     from stsearch.search.ray_backend import StudySearcher
 
     create_s, run = timed(lambda: SearchRun.create(space, name=name, results_dir=work, trials=n, seed=0))
     searcher = StudySearcher(run, on_finish=None, num_threads=1)
+    spent = {"suggest": 0.0, "complete": 0.0}
+    suggest, complete = searcher.suggest, searcher.on_trial_complete
+
+    def timed_suggest(*args: Any, **kwargs: Any) -> Any:
+        s = time.perf_counter()
+        try:
+            return suggest(*args, **kwargs)
+        finally:
+            spent["suggest"] += time.perf_counter() - s
+
+    def timed_complete(*args: Any, **kwargs: Any) -> Any:
+        s = time.perf_counter()
+        try:
+            return complete(*args, **kwargs)
+        finally:
+            spent["complete"] += time.perf_counter() - s
+
+    searcher.suggest, searcher.on_trial_complete = timed_suggest, timed_complete  # type: ignore[method-assign]
     trainable = tune.with_resources(trivial_trainable, {"cpu": 1, "gpu": 0})
     tuner = tune.Tuner(trainable, **_tune_settings((run.folder / "ray").resolve(), "tune", run.counts()["waiting"],
                                                    search_alg=searcher))
@@ -212,7 +195,7 @@ def ray_stsearch(space: SearchSpace, n: int, work: Path, name: str) -> tuple[flo
     counts = run.counts()
     if counts["completed"] != n or counts["waiting"] or counts["running"]:
         raise RuntimeError(f"stsearch Tuner: the study is not complete: {counts}")
-    return create_s, seconds
+    return create_s, seconds, spent["suggest"], spent["complete"]
 
 
 def bench_ray(space: SearchSpace, n: int, repeats: int, work: Path) -> tuple[list[Record], list[str]]:
@@ -240,10 +223,14 @@ def bench_ray(space: SearchSpace, n: int, repeats: int, work: Path) -> tuple[lis
             records.append(Record("ray", "ray-bare", n, rep, bare,
                                   f"tuner.fit(), BasicVariantGenerator; load after: {load_average()}"))
             print(f"ray-bare     rep {rep}: {bare:.2f} s ({1000 * bare / n:.0f} ms/trial; load {load_average()})", flush=True)
-            create_s, fit = ray_stsearch(space, n, work, f"overhead-ray-{rep}")
+            create_s, fit, in_suggest, in_complete = ray_stsearch(space, n, work, f"overhead-ray-{rep}")
             records.append(Record("ray", "ray-stsearch", n, rep, fit,
                                   f"tuner.fit(), StudySearcher on a SQLite study; load after: {load_average()}"))
             records.append(Record("ray", "ray-stsearch SearchRun.create (enqueue slots)", n, rep, create_s, "SQLite"))
+            records.append(Record("ray", "ray-stsearch driver: StudySearcher.suggest (claim)", n, rep, in_suggest,
+                                  "inside tuner.fit(), on the driver"))
+            records.append(Record("ray", "ray-stsearch driver: StudySearcher.on_trial_complete (finish)", n, rep,
+                                  in_complete, "inside tuner.fit(), on the driver"))
             print(f"ray-stsearch rep {rep}: {fit:.2f} s ({1000 * fit / n:.0f} ms/trial; create {create_s:.2f} s; "
                   f"load {load_average()})", flush=True)
     finally:
@@ -599,7 +586,11 @@ def write_markdown(path: Path, records: list[Record], *, command: str, started: 
             f"Ray, N = {n} trivial trials, 1 CPU each on `ray.init(num_cpus=2)`, medians of {args.ray_repeats} "
             f"alternating runs: bare Tuner {1000 * bare / n:.0f} ms/trial, stsearch (StudySearcher + SQLite study) "
             f"{1000 * ours / n:.0f} ms/trial, so stsearch adds **{1000 * (ours - bare) / n:.0f} ms per trial** "
-            f"({100 * (ours - bare) / bare:+.0f} %) over bare Ray Tune.",
+            f"({100 * (ours - bare) / bare:+.0f} %) over bare Ray Tune; of that, the driver spends "
+            f"{1000 * median_by(records, 'ray', 'ray-stsearch driver: StudySearcher.suggest (claim)') / n:.0f} ms per "
+            f"trial in `StudySearcher.suggest` (the claim) and "
+            f"{1000 * median_by(records, 'ray', 'ray-stsearch driver: StudySearcher.on_trial_complete (finish)') / n:.0f}"
+            " ms in `on_trial_complete` (the finish), during which Tune's event loop waits.",
             "",
             "| run | bare Tuner s | stsearch Tuner s | stsearch - bare, ms / trial | load after bare / stsearch |",
             "| ---: | ---: | ---: | ---: | --- |",

@@ -83,6 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stsearch.layers.factorized import FactorizedConv2d  # noqa: E402
 from stsearch.layers.layout import PAPER_SPLITS  # noqa: E402
 from stsearch.plan import LayerPlan  # noqa: E402
+from machine import available_cores, cpu_model, load_average  # noqa: E402  (this folder is on sys.path when run as a script)
 
 KERNEL = (3, 3)
 ST_T = 2
@@ -202,30 +203,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(xs) - 1) * q / 100.0
     lo, hi = math.floor(pos), math.ceil(pos)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover - not available
-        return "n/a"
 
 
 def tltorch_module() -> Any | None:

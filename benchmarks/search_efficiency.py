@@ -60,7 +60,6 @@ import csv
 import datetime as dt
 import math
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -84,6 +83,7 @@ from stsearch.search.run import TRAINED, SearchRun  # noqa: E402
 from stsearch.space import SearchSpace  # noqa: E402
 from stsearch.space.sampling import baseline_params  # noqa: E402
 from stsearch.trial import TrialSpec, run_trial  # noqa: E402
+from machine import available_cores, cpu_model, load_average, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
 METHODS = ("grid", "random", "stsearch")
 GRID_FAMILIES = ("tucker", "tt", "tr", "sttu", "stt", "str")
@@ -95,44 +95,6 @@ CSV_COLUMNS = [
     "method", "seed", "trial", "number", "family", "baseline", "status", "eligible", "accuracy", "compression",
     "hypervolume", "hypervolume_log_cf", "front_size", "wall_s",
 ]
-
-
-# --------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
-
-
-def versions() -> str:
-    import optuna
-    import torch
-
-    try:
-        import ray
-
-        ray_v = ray.__version__
-    except ImportError:  # pragma: no cover
-        ray_v = "not installed"
-    return f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, ray {ray_v}"
 
 
 # --------------------------------------------------------------------------- spaces
