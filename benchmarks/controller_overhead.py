@@ -79,7 +79,7 @@ from optuna.trial import TrialState  # noqa: E402
 from stsearch.plan import NetworkPlan  # noqa: E402
 from stsearch.search.run import SearchRun  # noqa: E402
 from stsearch.space import RankSpec, SearchSpace  # noqa: E402
-from machine import available_cores, cpu_model, load_average, versions  # noqa: E402  (this folder is on sys.path when run as a script)
+from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
 CSV_COLUMNS = ["part", "name", "n", "repeat", "seconds", "per_trial_ms", "detail"]
 TRIVIAL_METRICS: dict[str, Any] = {
@@ -560,14 +560,7 @@ def summary_rows(records: list[Record]) -> list[tuple[str, str, int, int, float,
 def write_markdown(path: Path, records: list[Record], *, command: str, started: str, load_start: str,
                    quiet: str, notes: list[str], args: argparse.Namespace, total_s: float) -> None:
     lines = [
-        "# Controller overhead: dispatch + bookkeeping per trial, analysis of a 10,000-trial study",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+        *report_header("Controller overhead: dispatch + bookkeeping per trial, analysis of a 10,000-trial study", command),
         f"- date: {started}",
         f"- machine: {cpu_model()}, {os.cpu_count()} logical cores ({available_cores()} available); load average "
         f"(1/5/15 min) at start {load_start}, at end {load_average()}; {quiet}",

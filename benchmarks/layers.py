@@ -83,7 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stsearch.layers.factorized import FactorizedConv2d  # noqa: E402
 from stsearch.layers.layout import PAPER_SPLITS  # noqa: E402
 from stsearch.plan import LayerPlan  # noqa: E402
-from machine import available_cores, cpu_model, load_average  # noqa: E402  (this folder is on sys.path when run as a script)
+from machine import available_cores, cpu_model, load_average, report_header  # noqa: E402  (this folder is on sys.path when run as a script)
 
 KERNEL = (3, 3)
 ST_T = 2
@@ -664,14 +664,7 @@ def write_markdown(
     elapsed_s: float,
 ) -> None:
     out = [
-        f"# Layer benchmark: forward+backward of one 3x3 conv ({records[0]['device'] if records else ''})",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+        *report_header(f"Layer benchmark: forward+backward of one 3x3 conv ({records[0]['device'] if records else ''})", command),
         *info,
         f"- batch {batch}; {warmup} warm-up step(s) per row, then up to {repeats} timed steps per row, {timing_rule}; "
         f"wall time of the run {elapsed_s:.0f} s; load average at the end: {load_average()}",

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["available_cores", "cpu_model", "load_average", "versions"]
+__all__ = ["available_cores", "cpu_model", "load_average", "report_header", "versions"]
 
 
 def available_cores() -> int:
@@ -48,3 +48,8 @@ def versions() -> str:
     except ImportError:  # pragma: no cover
         ray_v = "not installed"
     return f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, ray {ray_v}"
+
+
+def report_header(title: str, command: str) -> list[str]:
+    """First lines of a Markdown report: its title and the command that made it."""
+    return [f"# {title}", "", "Command:", "", "```bash", command, "```", ""]

@@ -83,7 +83,7 @@ from stsearch.search.run import TRAINED, SearchRun  # noqa: E402
 from stsearch.space import SearchSpace  # noqa: E402
 from stsearch.space.sampling import baseline_params  # noqa: E402
 from stsearch.trial import TrialSpec, run_trial  # noqa: E402
-from machine import available_cores, cpu_model, load_average, versions  # noqa: E402  (this folder is on sys.path when run as a script)
+from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
 METHODS = ("grid", "random", "stsearch")
 GRID_FAMILIES = ("tucker", "tt", "tr", "sttu", "stt", "str")
@@ -342,14 +342,7 @@ def write_markdown(
                             for p, cf in dropped) or "none"
     full_grid = n + len(dropped)
     lines = [
-        "# Search efficiency: stsearch vs random search vs the uniform-rank grid",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+        *report_header("Search efficiency: stsearch vs random search vs the uniform-rank grid", command),
         f"- date: {started}",
         f"- machine: {cpu_model()}, {os.cpu_count()} logical cores ({available_cores()} available); "
         f"load average (1/5/15 min) at start {load_start}, at end {load_end} (other processes shared the CPU "
