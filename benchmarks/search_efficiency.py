@@ -19,8 +19,10 @@ embedded default (``resnet8_digits`` on scikit-learn's 8x8 digits):
   artefact of a family-by-family order; its final hypervolume does not depend on the order.
 * ``random``: Optuna's ``RandomSampler`` (seeded) on the same per-layer space (each searchable layer its
   own family, rank, ``t``, number of modes and channel split), no baselines.
-* ``stsearch``: the space's own sampler (multivariate TPE with constraints) with the space's baselines
-  enqueued first, as in a real study.
+* ``stsearch``: the space's own sampler (multivariate TPE with constraints, wrapped in stsearch's analytic
+  screening, :mod:`stsearch.space.screening`) with the space's baselines enqueued first, as in a real study.
+* ``tpe``: the ablation of ``stsearch`` without screening (``screen: false``): the same TPE, baselines
+  and space (its ``plan:tie`` uniform branch included).
 
 Every method runs for as many trained trials as the grid has points (infeasible samples of ``random``
 and ``stsearch`` are told to the study and replaced, as in a real study; they are not trained and not
@@ -85,12 +87,12 @@ from stsearch.space.sampling import baseline_params  # noqa: E402
 from stsearch.trial import TrialSpec, run_trial  # noqa: E402
 from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
-METHODS = ("grid", "random", "stsearch")
+METHODS = ("grid", "random", "tpe", "stsearch")
 GRID_FAMILIES = ("tucker", "tt", "tr", "sttu", "stt", "str")
 ST_FAMILIES = ("sttu", "stt", "str")
 OBJECTIVES = [("accuracy", "maximize"), ("compression", "maximize")]
 REFERENCE = [0.0, 1.0]  # accuracy 0, compression 1 (dense): one reference point for every run
-COLOURS = {"grid": "#7f7f7f", "random": "#1f77b4", "stsearch": "#d62728"}
+COLOURS = {"grid": "#7f7f7f", "random": "#1f77b4", "tpe": "#2ca02c", "stsearch": "#d62728"}
 CSV_COLUMNS = [
     "method", "seed", "trial", "number", "family", "baseline", "status", "eligible", "accuracy", "compression",
     "hypervolume", "hypervolume_log_cf", "front_size", "wall_s",
@@ -146,6 +148,8 @@ def method_space(method: str, base: dict[str, Any], grid: list[dict[str, Any]], 
         data["sampler"] = {"name": "random", "seed": seed}
     elif method == "stsearch":
         data["sampler"] = {**data.get("sampler", {"name": "tpe"}), "seed": seed}
+    elif method == "tpe":  # the ablation: stsearch's sampler and baselines without analytic screening
+        data["sampler"] = {**data.get("sampler", {"name": "tpe"}), "seed": seed, "screen": False}
     else:
         raise ValueError(method)
     return SearchSpace.from_dict(data)
@@ -366,8 +370,9 @@ def write_markdown(
         f"The {n} feasible points are trained in an order shuffled with the seed.",
         f"- every method: exactly {n} trained trials (the grid's size), same trial function "
         "(`SearchRun` + `run_local`, in-process, one trial at a time), same budget; "
-        "`random` = Optuna RandomSampler on the per-layer space without baselines; `stsearch` = the space's "
-        f"sampler (`{space.sampler['name']}` with stsearch's defaults, seeded) with its {len(space.baselines)} baselines "
+        "`random` = Optuna RandomSampler on the per-layer space without baselines; `tpe` = `stsearch` with "
+        "`screen: false` (the ablation); `stsearch` = the space's "
+        f"sampler (`{space.sampler['name']}` with stsearch's defaults: analytic screening on, seeded) with its {len(space.baselines)} baselines "
         f"({', '.join(b['name'] for b in space.baselines)}) enqueued first",
         f"- seeds {list(args.seeds)}: a seed sets the sampler seed, the grid order and `train.seed`",
         "- hypervolume: accuracy (max) x compression factor (max) against the reference (accuracy 0, CF 1), "

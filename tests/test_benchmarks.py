@@ -76,3 +76,32 @@ def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "benchmarks/layers.py --quick" in md and "| shape | method |" in md and "torch " in md
     assert "target [best mode no slower than dense" in proc.stdout
+
+
+@pytest.mark.slow
+def test_small_search_efficiency_benchmark_runs_every_method_for_exactly_the_grid_size(tmp_path):
+    """One seed, ranks {8} (9 grid points), a fifth of an epoch per trial: every method trains
+    exactly as many trials as the grid, the hypervolume never decreases, the report is written."""
+    script = ROOT / "benchmarks" / "search_efficiency.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--seeds", "0", "--epochs", "0.2", "--ranks", "8", "8", "4", "--threads", "1",
+         "--out-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with (tmp_path / "search_efficiency.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    by_method: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    assert set(by_method) == {"grid", "random", "tpe", "stsearch"}
+    for method, recs in by_method.items():
+        assert [int(r["trial"]) for r in recs] == list(range(1, 10)), method
+        hv = [float(r["hypervolume"]) for r in recs]
+        assert all(b >= a for a, b in zip(hv, hv[1:])), method
+    grid_families = sorted(r["baseline"] for r in by_method["grid"])
+    assert len(set(grid_families)) == 9  # each uniform (family, rank 8, t) point once
+    md = (tmp_path / "search_efficiency.md").read_text()
+    assert "--ranks 8 8 4" in md and "| stsearch | 1 |" in md and "| tpe | 1 |" in md
+    for name in ("search_efficiency.png", "search_efficiency_fronts.png"):
+        assert (tmp_path / name).stat().st_size > 0

@@ -47,7 +47,7 @@ def _running_with_epoch(storage: str, name: str) -> bool:
 
 
 def test_sigkill_of_a_worker_then_a_new_worker_finishes_the_study(tmp_path):
-    text = TINY_SPACE % {"min_cf": 1.0, "seed": 1}
+    text = TINY_SPACE % {"min_cf": 1.0, "seed": 1, "sampler_extra": ""}
     path = tmp_path / "slow.yaml"
     path.write_text(text.replace("epochs: 1,", "epochs: 6,"))
     results = tmp_path / "results"
@@ -93,7 +93,7 @@ def test_ray_worker_node_lost_mid_trial_is_retried_elsewhere(tmp_path, ray_tmp):
                                           stderr=subprocess.DEVNULL, start_new_session=True))
         time.sleep(8)
         path = tmp_path / "slow.yaml"
-        path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 2}).replace("epochs: 1,", "epochs: 5,"))
+        path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 2, "sampler_extra": ""}).replace("epochs: 1,", "epochs: 5,"))
         results = tmp_path / "results"
         search = subprocess.Popen(
             _cli("search", "--space", str(path), "--trials", "4", "--name", "nodes", "--address", f"127.0.0.1:{port}",
@@ -120,7 +120,7 @@ def test_ray_worker_node_lost_mid_trial_is_retried_elsewhere(tmp_path, ray_tmp):
 
 def test_nan_trials_fail_cleanly_and_are_counted(tmp_path):
     path = tmp_path / "nan.yaml"
-    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 0}).replace("lr: 0.05", "lr: 1.0e+12, momentum: 0.0, weight_decay: 0.0"))
+    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 0, "sampler_extra": ""}).replace("lr: 0.05", "lr: 1.0e+12, momentum: 0.0, weight_decay: 0.0"))
     run = SearchRun.create(SearchSpace.load(path), name="nan", results_dir=tmp_path / "results", trials=3)
     assert run_local(run) == 3
     study = optuna.load_study(study_name="nan", storage=run.storage_url)

@@ -42,7 +42,7 @@ objectives:
 constraints:
   - {metric: compression, min: %(min_cf)s}
 train: {epochs: 1, batch_size: 128, lr: 0.05, num_threads: 1}
-sampler: {name: tpe, seed: %(seed)s}
+sampler: {name: tpe, seed: %(seed)s%(sampler_extra)s}
 baselines:
   - {family: tt, rank: 4}
   - {family: stt, rank: 4, t: 2}
@@ -50,9 +50,9 @@ trials: 6
 """
 
 
-def _space(tmp_path: Path, min_cf: float = 1.0, seed: int = 0) -> Path:
+def _space(tmp_path: Path, min_cf: float = 1.0, seed: int = 0, screen: bool = True) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_SPACE % {"min_cf": min_cf, "seed": seed})
+    path.write_text(TINY_SPACE % {"min_cf": min_cf, "seed": seed, "sampler_extra": "" if screen else ", screen: false"})
     return path
 
 
@@ -227,7 +227,8 @@ def test_infeasible_configurations_never_reach_training(tmp_path, monkeypatch):
         return real(spec, **kw)
 
     monkeypatch.setattr(local, "run_trial", counting)
-    space = SearchSpace.load(_space(tmp_path, min_cf=10.0, seed=3))
+    # screening proposes only feasible plans: the plain TPE sampler exercises the infeasible path
+    space = SearchSpace.load(_space(tmp_path, min_cf=10.0, seed=3, screen=False))
     run = SearchRun.create(space, name="infeasible", results_dir=tmp_path / "results", trials=7)
     local.run_local(run)
     trials = run.study.get_trials(deepcopy=False)
@@ -272,7 +273,7 @@ def test_asha_stopped_trials_are_pruned_with_their_budget_and_kept_off_the_front
 
     env = _env(tmp_path, ray_tmp)
     path = tmp_path / "asha.yaml"
-    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 4}).replace("epochs: 1,", "epochs: 3,"))
+    path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 4, "sampler_extra": ""}).replace("epochs: 1,", "epochs: 3,"))
     results = tmp_path / "results"
     out = subprocess.run(
         _cli("search", "--space", str(path), "--trials", "8", "--name", "asha", "--scheduler", "asha",

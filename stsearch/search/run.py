@@ -192,7 +192,7 @@ class SearchRun:
     def _sampler(space: Any, seed: int | None) -> optuna.samplers.BaseSampler:
         from ..space import make_sampler
 
-        return make_sampler(space.sampler, seed=seed, constraints_func=constraints_func)
+        return make_sampler(space.sampler, seed=seed, constraints_func=constraints_func, space=space)
 
     def _enqueue_initial(self, target: int) -> None:
         baselines = list(zip(baseline_labels(self.space.baselines), self.space.baseline_params()))
@@ -292,11 +292,6 @@ class SearchRun:
             if trial is None:
                 return None
             storage = self.study._storage  # noqa: SLF001
-            try:
-                storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
-                storage.set_trial_user_attr(trial._trial_id, "owner", self.owner)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # judged stale and failed by another process in between: take the next slot
             params = self.space.suggest(trial)
             plan = self.space.plan_from_params(params)
             analytic = self.space.analytic_metrics(plan)
@@ -328,10 +323,14 @@ class SearchRun:
             try:
                 if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                     continue
+                # Owner first: the sampler may take a while (screening) and a kill in between
+                # must leave a trial that resume recognises as this dead process's.
+                storage.set_trial_user_attr(frozen._trial_id, "heartbeat", time.time())
+                storage.set_trial_user_attr(frozen._trial_id, "owner", self.owner)
             except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+                continue  # taken, or judged stale and failed by another process in between
             self.study._thread_local.cached_all_trials = None  # noqa: SLF001
-            return Trial(self.study, frozen._trial_id)
+            return Trial(self.study, frozen._trial_id)  # the sampler's before_trial runs here
         return None
 
     def _tell_infeasible(self, trial: Trial, plan: Any, analytic: Mapping[str, Any]) -> None:

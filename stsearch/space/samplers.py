@@ -6,6 +6,12 @@ search space is conditional and trials run in parallel), ``nsga2``, ``gp`` and
 (e.g. ``population_size`` for ``nsga2``, ``n_startup_trials`` for ``tpe``/``gp``);
 ``nsga2``'s ``crossover`` may be given by name (``uniform``, ``blxalpha``, ``sbx``,
 ``vsbx``, ``undx``, ``spx``).
+
+``screen`` (default ``true`` except for ``random``) wraps the sampler in
+:class:`stsearch.space.screening.ScreeningSampler` when a search space is given: the
+next configuration is the candidate with the largest optimistic hypervolume gain, its
+compression/params/MACs computed exactly; ``screen: false`` turns it off and a mapping
+sets its options (``candidates``, ``explore``, ``min_trials``, ``mutate``, ``mutate_rate``).
 """
 
 from __future__ import annotations
@@ -73,6 +79,14 @@ def check_sampler_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in config.items():
         if key == "name":
             continue
+        if key == "screen":
+            from .screening import check_screen_config
+
+            try:
+                check_screen_config(value)
+            except (TypeError, ValueError) as err:
+                raise SamplerConfigError(key, str(err)) from None
+            continue
         if key not in allowed:
             hint = "allowed for {}: {}".format(name, ", ".join(allowed))
             if key == "constraints_func":
@@ -90,6 +104,7 @@ def make_sampler(
     *,
     seed: int | None = None,
     constraints_func: Callable[[optuna.trial.FrozenTrial], list[float]] | None = None,
+    space: Any = None,
 ) -> BaseSampler:
     """An Optuna sampler from a config mapping.
 
@@ -98,6 +113,8 @@ def make_sampler(
     ignores it. Optuna >= 5 deprecates ``constraints_func`` in favour of
     ``trial.set_constraint(key, value)`` (see ``SearchSpace.constraint_items``), which
     these samplers read without it; its deprecation warning is silenced here.
+    With a search ``space``, ``screen`` (on by default except for ``random``) wraps the
+    sampler in a :class:`~stsearch.space.screening.ScreeningSampler`.
     """
     try:
         cfg = check_sampler_config(config)
@@ -105,6 +122,7 @@ def make_sampler(
         where = f"sampler.{err.key}: " if err.key else "sampler: "
         raise ValueError(f"{where}{err}") from None
     name = cfg.pop("name")
+    screen = cfg.pop("screen", name != "random")
     kwargs: dict[str, Any] = {**DEFAULTS.get(name, {}), **cfg}
     if seed is not None:
         kwargs["seed"] = seed
@@ -117,4 +135,10 @@ def make_sampler(
             from optuna.samplers import nsgaii
 
             kwargs["crossover"] = getattr(nsgaii, _CROSSOVERS[kwargs["crossover"].lower()])()
-        return SAMPLERS[name](**kwargs)
+        sampler = SAMPLERS[name](**kwargs)
+    from .screening import ScreeningSampler, check_screen_config
+
+    screen_cfg = check_screen_config(screen)
+    if space is None or screen_cfg is None:
+        return sampler
+    return ScreeningSampler(sampler, space, config=screen_cfg, seed=kwargs.get("seed"))

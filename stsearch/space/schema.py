@@ -348,11 +348,46 @@ class SearchSpace:
         return [o.direction for o in self.objectives]
 
     def analytic_metrics(self, plan: NetworkPlan | Mapping[str, Any]) -> dict[str, float]:
-        """``compression``, ``params``, ``dense_params``, ``macs`` and ``dense_macs`` of ``plan``."""
+        """``compression``, ``params``, ``dense_params``, ``macs`` and ``dense_macs`` of ``plan``.
+
+        The same numbers as :func:`stsearch.summary.summarize` (tests check it), from per-layer
+        costs cached on the space: a plan costs microseconds once its layers were seen.
+        """
+        from ..compress import resolve_plan
+
+        net = plan if isinstance(plan, NetworkPlan) else NetworkPlan.from_dict(plan)
+        dense_params, dense_macs = self._dense_totals
+        params, macs = dense_params, dense_macs
+        for name, lp in resolve_plan(net, list(self.all_layers)).items():
+            if lp is None or lp.is_dense:
+                continue
+            d_params, d_macs = self._layer_delta(name, lp, net.batch_hint)
+            params += d_params
+            macs += d_macs
+        return {"compression": dense_params / params, "params": params, "dense_params": dense_params,
+                "macs": macs, "dense_macs": dense_macs}
+
+    @cached_property
+    def _dense_totals(self) -> tuple[int, int]:
         from ..summary import summarize
 
-        tot = summarize(self._meta, plan, input_shape=self.input_shape()).totals()
-        return {k: tot[k] for k in ("compression", "params", "dense_params", "macs", "dense_macs")}
+        tot = summarize(self._meta, None, input_shape=self.input_shape())
+        return int(tot.dense_params), int(tot.dense_macs)
+
+    def _layer_delta(self, name: str, lp: LayerPlan, batch_hint: int) -> tuple[int, int]:
+        """(params, MACs) of layer ``name`` under ``lp`` minus its dense ones (cached)."""
+        cache = self.__dict__.setdefault("_layer_costs", {})
+        key = (name, lp, batch_hint)
+        if key not in cache:
+            from ..compress import layer_spec
+            from ..layers.costs import layer_cost
+
+            g = self.all_layers[name]
+            layout, spec = layer_spec(g, lp)
+            cost = layer_cost(layout, spec, g.p_in, g.p_out)
+            mode = lp.forward if lp.forward != "auto" else cost.choose(batch_hint)
+            cache[key] = (cost.params - g.dense_params, cost.macs(mode) - g.dense_params * g.p_out)
+        return cache[key]
 
     def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
         """Violation of each constraint (Optuna's ``constraints_func`` values); a missing metric gives 0."""
