@@ -6,9 +6,9 @@ What it measures
 
 * ``ray-stsearch``: ``run_ray``'s Tuner re-created with a trivial trainable. A :class:`SearchRun` on the
   default space (``search_spaces/digits.yaml``, SQLite storage, ``--trials`` slots, its 4 baselines
-  enqueued, TPE) drives :class:`stsearch.search.ray_backend.StudySearcher`; the trainable only reports
+  enqueued, TPE with analytic screening) drives :class:`stsearch.search.ray_backend.StudySearcher`; the trainable only reports
   ``{"final": True, "status": "completed", "val_acc": 0.5, "full_budget": True, ...}``. So each trial
-  pays what a real one does outside training: the claim (TPE sampling, decoding the plan, the analytic
+  pays what a real one does outside training: the claim (screening + TPE sampling, decoding the plan, the analytic
   compression/MACs of the plan, the feasibility check, the storage writes), one Ray trial (actor start,
   one report) and the finish (user attrs and tell). Same Tuner settings as ``run_ray``: 1 CPU per
   trial, ``reuse_actors=False``, ``max_failures=2``, auto callback loggers off, a heartbeat thread.
@@ -20,11 +20,12 @@ What it measures
   trials, alternating bare / stsearch ``--ray-repeats`` times so that drifting machine load hits both
   alike. Reported: ``tuner.fit()`` wall time / N (the SearchRun's creation, i.e. enqueueing the slots, is
   timed separately), and the difference stsearch - bare per trial.
-* ``local-tpe`` / ``local-random``: local dispatch without training: :func:`stsearch.search.local.run_local`
-  with ``run_trial`` replaced (in this process only) by a function returning constant metrics, on a
-  SQLite study; the time of ``claim`` and of ``finish`` is taken per trial (wrapping the SearchRun's
-  methods). With the space's TPE (``--trials`` and ``--local-long`` trials, to show how the sampler's cost
-  grows with the study) and with the random sampler (storage + decoding + analytic metrics only).
+* ``local-tpe`` / ``local-tpe-noscreen`` / ``local-random``: local dispatch without training:
+  :func:`stsearch.search.local.run_local` with ``run_trial`` replaced (in this process only) by a function
+  returning constant metrics, on a SQLite study; the time of ``claim`` and of ``finish`` is taken per trial
+  (wrapping the SearchRun's methods). With the space's sampler (TPE with analytic screening, the default;
+  ``--trials`` and ``--local-long`` trials, to show how the sampler's cost grows with the study), the same
+  TPE with ``screen: false``, and the random sampler (storage + decoding + analytic metrics only).
 
 (b) Analysis of a synthetic 10,000-trial study (``--synthetic``): trials with the default space's real
 parameter names and distributions (each layer's family, ``t``, rank, number of modes and channel split,
@@ -241,13 +242,20 @@ def bench_ray(space: SearchSpace, n: int, repeats: int, work: Path) -> tuple[lis
 
 
 # --------------------------------------------------------------------------- (a) local
-def bench_local(space: SearchSpace, n: int, sampler: str, work: Path, name: str) -> list[Record]:
-    """run_local with a no-op trial: total, claim and finish time per trial."""
+#: Local-dispatch runs: label -> sampler config (``None``: the space's own, TPE with analytic screening).
+LOCAL_SAMPLERS: dict[str, dict[str, Any] | None] = {
+    "local-tpe": None,
+    "local-tpe-noscreen": {"name": "tpe", "seed": 0, "screen": False},
+    "local-random": {"name": "random", "seed": 0},
+}
+
+def bench_local(space: SearchSpace, n: int, sampler: dict[str, Any] | None, work: Path, name: str) -> list[Record]:
+    """run_local with a no-op trial: total, claim and finish time per trial (``sampler``: the space's when ``None``)."""
     import stsearch.search.local as local
 
     data = space.to_dict()
-    if sampler != space.sampler["name"]:
-        data["sampler"] = {"name": sampler, "seed": 0}
+    if sampler is not None:
+        data["sampler"] = dict(sampler)
     sp = SearchSpace.from_dict(data)
     create_s, run = timed(lambda: SearchRun.create(sp, name=name, results_dir=work, trials=n, seed=0))
     claim_t: list[float] = []
@@ -276,7 +284,7 @@ def bench_local(space: SearchSpace, n: int, sampler: str, work: Path, name: str)
         local.run_trial = original  # type: ignore[assignment]
     counts = run.counts()
     if done != n or counts["completed"] != n:
-        raise RuntimeError(f"local {sampler}: {done} done, {counts}")
+        raise RuntimeError(f"{name}: {done} done, {counts}")
     infeasible = counts["infeasible"]
     label = name
     detail = f"SQLite; {infeasible} infeasible samples told and replaced; load after: {load_average()}"
@@ -671,10 +679,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[Record] = []
     notes: list[str] = []
     try:
-        for sampler in ("tpe", "random"):
-            records += bench_local(space, args.trials, sampler, work, f"local-{sampler}")
+        for label, sampler in LOCAL_SAMPLERS.items():
+            records += bench_local(space, args.trials, sampler, work, label)
         if args.local_long:
-            records += bench_local(space, args.local_long, "tpe", work, "local-tpe-long")
+            records += bench_local(space, args.local_long, None, work, "local-tpe-long")
         records += bench_parts(space, args.trials, work)
         for r in records:
             print(f"{r.name}: {r.seconds:.2f} s ({r.per_trial_ms:.1f} ms/trial) {r.detail}", flush=True)

@@ -317,7 +317,8 @@ def plot_fronts(path: Path, results: list[RunResult], seed: int) -> None:
     from stsearch.results import plot_compare
 
     frames = {f"{r.method} (seed {seed})": r.frame for r in results if r.seed == seed}
-    written = plot_compare(frames, OBJECTIVES, path.with_suffix(""),
+    colours = {f"{r.method} (seed {seed})": COLOURS[r.method] for r in results if r.seed == seed}
+    written = plot_compare(frames, OBJECTIVES, path.with_suffix(""), colours=colours,
                            title=f"Pareto fronts after the same number of trained trials (seed {seed})")
     for p in written:
         if p.suffix != ".png":

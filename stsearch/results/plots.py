@@ -444,10 +444,11 @@ _STUDY_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564
 
 def plot_compare(
     frames: Mapping[str, pd.DataFrame], objectives: Iterable[Any] | None, path: str | Path, *,
-    title: str | None = None,
+    title: str | None = None, colours: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Fronts of several studies on one axis (accuracy vs compression by default): each
-    study's eligible trials faint, its front as a step line with markers, in its own colour;
+    study's eligible trials faint, its front as a step line with markers, in its own colour
+    (``colours`` maps a study's name to a matplotlib colour; others take the default cycle);
     the legend gives each front's 2-D hypervolume against one shared reference (the
     loosest of the studies' :func:`~stsearch.results.pareto.default_reference`)."""
     if not frames:
@@ -462,7 +463,7 @@ def plot_compare(
     ax = fig.add_subplot(111)
     all_y: list[np.ndarray] = []
     for k, (name, df) in enumerate(frames.items()):
-        colour = _STUDY_COLOURS[k % len(_STUDY_COLOURS)]
+        colour = (colours or {}).get(name) or _STUDY_COLOURS[k % len(_STUDY_COLOURS)]
         elig = eligible_mask(df, [y, x]).to_numpy(bool) if not df.empty else np.zeros(0, bool)
         pts = df[elig]
         pts = pts[_positive(pts[x[0]].to_numpy(float), x[0])]
