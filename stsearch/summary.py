@@ -10,11 +10,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .compress import factorizable_layers, layer_geometries, layer_spec, resolve_plan
-from .layers.costs import layer_cost
-from .plan import NetworkPlan
+from .compress import LayerGeometry, factorizable_layers, layer_geometries, layer_spec, resolve_plan
+from .layers.costs import LayerCost, layer_cost
+from .layers.layout import Layout
+from .plan import LayerPlan, NetworkPlan
+from .tensors.spec import FactorSpec
 
-__all__ = ["NetworkSummary", "summarize", "meta_model"]
+__all__ = ["NetworkSummary", "summarize", "meta_model", "planned_layer_cost"]
 
 
 @dataclass
@@ -56,6 +58,16 @@ class NetworkSummary:
             f"MACs/sample {tot['macs']:,} (dense {tot['dense_macs']:,}) -> {tot['macs_ratio']:.2f}x fewer"
         )
         return body + "\n" + foot
+
+
+def planned_layer_cost(
+    geom: LayerGeometry, plan: LayerPlan, batch_hint: int
+) -> tuple[Layout, FactorSpec, LayerCost, str]:
+    """Layout, spec, cost and forward mode (``auto`` resolved at ``batch_hint``) of a non-dense layer plan."""
+    layout, spec = layer_spec(geom, plan)
+    cost = layer_cost(layout, spec, geom.p_in, geom.p_out)
+    mode = plan.forward if plan.forward != "auto" else cost.choose(batch_hint)
+    return layout, spec, cost, mode
 
 
 def meta_model(name: str, **kwargs: Any) -> nn.Module:
@@ -106,9 +118,7 @@ def summarize(
                        params=g.dense_params, cf=1.0, macs=d_macs)
             macs += d_macs
         else:
-            layout, spec = layer_spec(g, lp)
-            cost = layer_cost(layout, spec, g.p_in, g.p_out)
-            mode = lp.forward if lp.forward != "auto" else cost.choose(net.batch_hint)
+            layout, spec, cost, mode = planned_layer_cost(g, lp, net.batch_hint)
             row.update(family=spec.family, ranks=_fmt(spec.ranks), t=spec.t,
                        in_modes=_fmt(layout.in_modes), out_modes=_fmt(layout.out_modes), mode=mode,
                        params=cost.params, cf=g.dense_params / cost.params, macs=cost.macs(mode))

@@ -379,13 +379,10 @@ class SearchSpace:
         cache = self.__dict__.setdefault("_layer_costs", {})
         key = (name, lp, batch_hint)
         if key not in cache:
-            from ..compress import layer_spec
-            from ..layers.costs import layer_cost
+            from ..summary import planned_layer_cost
 
             g = self.all_layers[name]
-            layout, spec = layer_spec(g, lp)
-            cost = layer_cost(layout, spec, g.p_in, g.p_out)
-            mode = lp.forward if lp.forward != "auto" else cost.choose(batch_hint)
+            _, _, cost, mode = planned_layer_cost(g, lp, batch_hint)
             cache[key] = (cost.params - g.dense_params, cost.macs(mode) - g.dense_params * g.p_out)
         return cache[key]
 

@@ -45,6 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..plan import NetworkPlan
 from ..tensors.spec import BASE_FAMILY, ST_FAMILIES
 from .schema import RankSpec
+from ..results.pareto import hypervolume, nondominated_mask
 from .sampling import UNIFORM, Slot, _walk
 
 if TYPE_CHECKING:
@@ -211,8 +212,6 @@ def hypervolume_gains(
     front: np.ndarray, candidates: np.ndarray, directions: Sequence[str], reference: Sequence[float]
 ) -> np.ndarray:
     """Hypervolume added by each candidate row to ``front`` (rows in objective space)."""
-    from ..results.pareto import hypervolume, nondominated_mask
-
     signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     base_pts = np.asarray(front, float).reshape(-1, len(directions))
     if len(base_pts):
@@ -294,6 +293,7 @@ class ScreeningSampler(BaseSampler):
         observed: list[tuple[NetworkPlan, float]] = []
         busy: list[NetworkPlan] = []
         tried: set[str] = set()
+        finished: list[tuple[str, dict[str, Any]]] = []  # (plan key, params) of COMPLETE trials: mutation parents
         for t in study.get_trials(deepcopy=False):
             plan_d = t.user_attrs.get("plan")
             if plan_d is None and t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
@@ -307,7 +307,10 @@ class ScreeningSampler(BaseSampler):
             if plan_d is None:
                 continue
             plan = NetworkPlan.from_dict(plan_d)
-            tried.add(plan_key(plan))
+            key = plan_key(plan)
+            tried.add(key)
+            if t.state == TrialState.COMPLETE and t.params:
+                finished.append((key, dict(t.params)))
             if t.state == TrialState.RUNNING:
                 busy.append(plan)
             elif (t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "completed"
@@ -340,7 +343,10 @@ class ScreeningSampler(BaseSampler):
             mean, _ = model.predict(np.array([plan_features(space, p, m) for p, m in zip(busy, busy_metrics)]))
             front += [row(float(a), m) for a, m in zip(mean, busy_metrics)]
 
-        parents = self._front_params(study, observed, obs_metrics, names)
+        signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in space.objectives])
+        on_front = np.flatnonzero(nondominated_mask(np.array(front[: len(observed)]) * signs))
+        front_keys = {plan_key(observed[i][0]) for i in on_front}
+        parents = [params for key, params in finished if key in front_keys]
         cands: dict[str, tuple[dict[str, Any], NetworkPlan, dict[str, float]]] = {}
         n_mut = int(round(cfg.candidates * cfg.mutate)) if parents else 0
         for k in range(cfg.candidates):
@@ -369,20 +375,3 @@ class ScreeningSampler(BaseSampler):
         info = {"screen_pred_acc": float(mean[best]), "screen_std": float(std[best]), "screen_gain": float(gains[best]),
                 "screen_candidates": len(items)}
         return items[best][0], info
-
-    def _front_params(self, study: "Study", observed: list[tuple[NetworkPlan, float]],
-                      metrics: list[dict[str, float]], names: list[str]) -> list[dict[str, Any]]:
-        """Params of the finished trials on the current front (parents for mutation)."""
-        from ..results.pareto import nondominated_mask
-
-        if not observed:
-            return []
-        signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in self.space.objectives])
-        pts = np.array([[acc if n == "accuracy" else float(m[n]) for n in names] for (_, acc), m in zip(observed, metrics)])
-        on_front = {plan_key(observed[i][0]) for i in np.flatnonzero(nondominated_mask(pts * signs))}
-        out = []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            plan_d = t.user_attrs.get("plan")
-            if plan_d is not None and t.params and plan_key(NetworkPlan.from_dict(plan_d)) in on_front:
-                out.append(dict(t.params))
-        return out
