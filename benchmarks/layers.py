@@ -120,6 +120,7 @@ CSV_COLUMNS = (
     "mem_vs_dense",
     "repeats",
     "device",
+    "mac_choice",
 )
 
 
@@ -167,6 +168,7 @@ class Case:
     macs_per_sample: int | None = None
     macs_batch_fwd: int | None = None
     macs_source: str = ""
+    mac_choice: str = ""  # the mode `auto` picks by MAC count (our layers only)
 
 
 @dataclass
@@ -367,6 +369,7 @@ def our_case(family: str, rank: int, mode: str, shape: Shape, batch: int) -> Cas
         macs_per_sample=cost.macs(mode),
         macs_batch_fwd=cost.forward_macs(mode, batch),
         macs_source="LayerCost",
+        mac_choice=cost.choose(batch),
     )
 
 
@@ -568,6 +571,7 @@ def row_dict(row: Row, dense: Row) -> dict[str, Any]:
         "mem_vs_dense": round(row.peak_bytes / dense.peak_bytes, 3) if dense.peak_bytes > 0 else math.nan,
         "repeats": len(row.times_ms),
         "device": row.device,
+        "mac_choice": c.mac_choice,
     }
 
 
@@ -626,6 +630,30 @@ def targets(records: list[dict[str, Any]]) -> list[str]:
         lines.append(f"target [ST beats TensorLy-Torch] summary: {n_pass}/{n_all} pass")
     else:
         lines.append("target [ST beats TensorLy-Torch]: not measured (tensorly-torch not installed)")
+    return lines + mac_rule_lines(records)
+
+
+def mac_rule_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Whether ``auto``'s MAC rule picks the faster forward mode (by median) of each of our layers."""
+    lines: list[str] = []
+    n_right = n_all = 0
+    for name in dict.fromkeys(r["shape"] for r in records):
+        for family in OUR_FAMILIES:
+            fam = {r["forward"]: r for r in records if r["shape"] == name and r["method"] == family}
+            if set(fam) != set(OUR_MODES):
+                continue
+            pick = fam[OUR_MODES[0]]["mac_choice"]
+            fast = min(fam.values(), key=lambda r: r["median_ms"])
+            right = pick == fast["forward"]
+            n_right, n_all = n_right + right, n_all + 1
+            verdict = "right" if right else f"wrong, {fam[pick]['median_ms'] / fast['median_ms']:.2f}x slower"
+            lines.append(
+                f"mac rule {name} {family}: picks {pick} ({fam[pick]['median_ms']:.2f} ms), faster is {fast['forward']} "
+                f"({fast['median_ms']:.2f} ms) -> {verdict}"
+            )
+    if n_all:
+        lines.append(f"mac rule summary: picks the faster mode in {n_right}/{n_all} rows "
+                     "(TrainConfig(tune_forward=True) measures instead)")
     return lines
 
 

@@ -193,6 +193,8 @@ def run_trial(
         "device": result.device,
         "amp": result.amp,
         "train_seconds": result.wall_seconds,
+        "forward_modes": result.forward_modes,
+        "tune_seconds": result.tune_seconds,
         "latency_ms": None,
     }
     if result.status != "failed" and spec.measure_latency:

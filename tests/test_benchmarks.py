@@ -35,6 +35,7 @@ COLUMNS = [
     "mem_vs_dense",
     "repeats",
     "device",
+    "mac_choice",
 ]
 
 
@@ -69,6 +70,8 @@ def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
         assert float(r["median_ms"]) > 0 and float(r["peak_mem_mb"]) >= 0 and int(r["params"]) > 0
     ours = [r for r in rows if r["macs_source"] == "LayerCost"]
     assert len(ours) == 12 and all(float(r["cf"]) > 1 for r in ours)
+    assert {r["mac_choice"] for r in ours} <= {"dense", "factorized"}
+    assert all(r["mac_choice"] == "" for r in rows if r["macs_source"] != "LayerCost")
     for r in rows:  # TensorLy-Torch rows, when installed, match our classical layer within 5 %
         if r["method"].startswith("tltorch-"):
             assert abs(int(r["params"]) - int(r["matched_params"])) <= 0.05 * int(r["matched_params"])
@@ -76,6 +79,7 @@ def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "benchmarks/layers.py --quick" in md and "| shape | method |" in md and "torch " in md
     assert "target [best mode no slower than dense" in proc.stdout
+    assert "mac rule summary: picks the faster mode in" in proc.stdout
 
 
 @pytest.mark.slow
@@ -105,3 +109,29 @@ def test_small_search_efficiency_benchmark_runs_every_method_for_exactly_the_gri
     assert "--ranks 8 8 4" in md and "| stsearch | 1 |" in md and "| tpe | 1 |" in md
     for name in ("search_efficiency.png", "search_efficiency_fronts.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke_run(tmp_path):
+    out = tmp_path / "throughput-cpu.csv"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--device", "cpu", "--batch", "4", "--steps", "1",
+         "--warmup", "0", "--plans", "resnet32:dense", "resnet32:str:10:2", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["plan"], r["modes"]) for r in rows] == [
+        ("resnet32:dense", "-"), ("resnet32:str:10:2", "mac"), ("resnet32:str:10:2", "tuned")]
+    dense, mac, tuned = rows
+    assert float(dense["compression"]) == 1.0 and float(dense["vs_dense"]) == 1.0 and dense["layers"] == "0"
+    assert float(mac["compression"]) == pytest.approx(8.6, abs=0.1)  # STR-ResNet-32 rank 10, t=2
+    assert mac["layers"] == tuned["layers"] == "30" and mac["tune_s"] == "" and float(tuned["tune_s"]) > 0
+    assert float(tuned["vs_mac"]) > 0 and float(tuned["images_per_s"]) > 0
+    md = out.with_suffix(".md").read_text()
+    assert "benchmarks/throughput.py" in md and "| plan | modes |" in md
+
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--plans", "resnet32:tt"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "bad plan 'resnet32:tt'" in bad.stderr

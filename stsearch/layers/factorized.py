@@ -7,7 +7,8 @@ Each layer owns a :class:`~stsearch.tensors.FactorizedTensor` over its
   the layer is in eval mode with gradients off);
 * ``factorized``: contract the input with the factors one by one.
 
-``auto`` picks the mode with fewer MACs for a batch of ``batch_hint`` samples.
+``auto`` picks the mode with fewer MACs for a batch of ``batch_hint`` samples, unless a
+measured choice was stored in ``tuned_mode`` (see :mod:`stsearch.layers.tuning`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from .contract import ConvArgs, tr_conv, tt_conv, tucker_conv
 from .costs import FORWARD_MODES, LayerCost, layer_cost
 from .layout import Layout
 
-__all__ = ["FactorizedConv2d", "FactorizedLinear"]
+__all__ = ["FactorizedBase", "FactorizedConv2d", "FactorizedLinear"]
 
 
-class _FactorizedBase(nn.Module):
-    """Shared state: layout, spec, factors, bias, forward-mode choice and counts."""
+class FactorizedBase(nn.Module):
+    """Shared state: layout, spec, factors, bias, forward-mode choice and counts.
+
+    ``tuned_mode`` (``None``, ``dense`` or ``factorized``) overrides the MAC rule of ``auto``;
+    it is runtime state, not a hyper-parameter (:meth:`hparams` still says ``auto``).
+    """
 
     def __init__(
         self,
@@ -56,6 +61,7 @@ class _FactorizedBase(nn.Module):
         self.weight_tensor = FactorizedTensor(spec, std=std, device=device, dtype=dtype)
         self.bias = nn.Parameter(torch.zeros(layout.c_out, device=device, dtype=dtype)) if bias else None
         self._positions: tuple[int, int] = (1, 1)  # (input, output) positions, for costs
+        self.tuned_mode: str | None = None
         self._cached_weight: torch.Tensor | None = None
         self._cache_key: tuple = ()
 
@@ -88,7 +94,13 @@ class _FactorizedBase(nn.Module):
         """``dense`` or ``factorized``: the mode the next forward pass uses."""
         if self.forward_mode != "auto":
             return self.forward_mode
+        if self.tuned_mode is not None:
+            return self.tuned_mode
         return self.cost(p_in, p_out).choose(self.batch_hint)
+
+    def positions_for(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        """(input, output) positions (H·W) for an input of ``input_shape``."""
+        return (1, 1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -135,7 +147,7 @@ class _FactorizedBase(nn.Module):
         )
 
 
-class FactorizedConv2d(_FactorizedBase):
+class FactorizedConv2d(FactorizedBase):
     """A ``Conv2d`` (groups=1) whose weight is a factorized tensor."""
 
     def __init__(
@@ -177,6 +189,11 @@ class FactorizedConv2d(_FactorizedBase):
             **kwargs,
         )
 
+    def positions_for(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        h, w = input_shape[-2:]
+        ho, wo = self.output_hw(h, w)
+        return h * w, ho * wo
+
     def output_hw(self, h: int, w: int) -> tuple[int, int]:
         out = []
         for size, k, s, p, d in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation):
@@ -184,9 +201,7 @@ class FactorizedConv2d(_FactorizedBase):
         return out[0], out[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ho, wo = self.output_hw(h, w)
-        self._positions = (h * w, ho * wo)
+        self._positions = self.positions_for(x.shape)
         if self.resolved_mode() == "dense":
             return F.conv2d(x, self._dense_weight(), self.bias, self.stride, self.padding, self.dilation)
         y = self._factorized(x, self.conv_args)
@@ -195,7 +210,7 @@ class FactorizedConv2d(_FactorizedBase):
         return y
 
 
-class FactorizedLinear(_FactorizedBase):
+class FactorizedLinear(FactorizedBase):
     """A ``Linear`` layer whose weight is a factorized tensor."""
 
     def __init__(self, layout: Layout, spec: FactorSpec, *, bias: bool = True, **kwargs: Any) -> None:

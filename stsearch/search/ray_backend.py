@@ -39,7 +39,7 @@ def ray_trainable(config: dict[str, Any]) -> None:
         tune.report({k: v for k, v in report.items() if v is not None})
 
     metrics = run_trial(spec, workdir=config["workdir"], epoch_callback=on_epoch, progress=False)
-    final = {k: v for k, v in metrics.items() if v is not None and k != "history"}
+    final = {k: v for k, v in metrics.items() if v is not None and k not in ("history", "forward_modes")}
     final["history_json"] = json.dumps(metrics.get("history") or [])  # Ray's result loggers take scalars
     final["final"] = True
     final.setdefault("epoch", metrics.get("epochs_done", 0))

@@ -44,7 +44,7 @@ METRIC_OF = {"accuracy": "val_acc", "compression": "compression", "macs": "macs"
 SCALAR_ATTRS = (
     "status", "reason", "val_acc", "val_top5", "val_loss", "budget_fraction", "full_budget", "epochs_done",
     "steps_done", "params", "dense_params", "compression", "macs", "dense_macs", "family", "device", "amp",
-    "train_seconds", "latency_ms", "wall_seconds",
+    "train_seconds", "tune_seconds", "latency_ms", "wall_seconds",
 )
 MAX_INFEASIBLE_IN_A_ROW = 500
 HEARTBEAT_SECONDS = 30.0

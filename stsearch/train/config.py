@@ -15,7 +15,7 @@ SCHEDULES = ("cosine", "step", "constant")
 
 #: Config keys that do not change the numbers a run produces; a checkpoint
 #: written under different values of these keys is still resumed.
-RESUME_IGNORED_KEYS = frozenset({"num_threads", "num_workers", "device"})
+RESUME_IGNORED_KEYS = frozenset({"num_threads", "num_workers", "device", "tune_forward"})
 
 
 def _is_number(v: Any) -> bool:
@@ -37,8 +37,12 @@ class TrainConfig:
     Budget: any of ``epochs`` (fractional allowed), ``max_steps`` and
     ``max_seconds`` may be set; training stops at the first one reached.
     At least one must be set. ``step_milestones`` are fractions of the budget.
-    ``None`` for ``amp`` / ``channels_last`` means "on for CUDA only"; ``None``
-    for ``num_threads`` means "all CPUs this process may use".
+    ``None`` for ``amp`` / ``channels_last`` / ``tune_forward`` means "on for CUDA
+    only"; ``None`` for ``num_threads`` means "all CPUs this process may use".
+    ``tune_forward`` times both forward modes of each ``auto`` factorized layer
+    before training and keeps the faster (:func:`stsearch.layers.tune_forward_modes`);
+    off, ``auto`` layers pick by MAC count. The choice only changes speed and
+    floating-point rounding; a resumed run reuses the choice in its checkpoint.
     """
 
     epochs: float | None = 1
@@ -58,6 +62,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
+    tune_forward: bool | None = None
     num_threads: int | None = None
     num_workers: int = 0
     grad_clip: float | None = None
@@ -132,7 +137,7 @@ class TrainConfig:
             and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)
         ):
             raise _bad("device", self.device, "'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
-        for key in ("amp", "channels_last"):
+        for key in ("amp", "channels_last", "tune_forward"):
             if getattr(self, key) not in (None, True, False):
                 raise _bad(key, getattr(self, key), "None, True, False")
         nt = self.num_threads

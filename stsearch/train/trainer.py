@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ..layers.tuning import apply_forward_modes, tune_forward_modes
 from .checkpoint import get_rng_state, load_latest, save_rotating, set_rng_state
 from .config import RESUME_IGNORED_KEYS, TrainConfig
 from .metrics import autocast, evaluate, to_device
@@ -74,6 +75,8 @@ class TrainResult:
     stopped_by: str | None = None  # "epochs" | "max_steps" | "max_seconds" | "callback" | "error"
     resumed_from_step: int | None = None
     planned_steps: int | None = field(default=None)
+    forward_modes: dict[str, str] | None = None  # measured choice per auto layer (tune_forward)
+    tune_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly dict."""
@@ -245,6 +248,9 @@ class _Run:
         self.amp_dtype = torch.bfloat16 if use_amp else None
         self.channels_last = (cfg.channels_last if cfg.channels_last is not None
                               else self.device.type == "cuda")
+        self.tune = cfg.tune_forward if cfg.tune_forward is not None else self.device.type == "cuda"
+        self.forward_modes: dict[str, str] | None = None
+        self.tune_seconds: float | None = None
         self.model, self.train_ds, self.val_ds = model, train_ds, val_ds
         self.teacher = teacher if cfg.distill_alpha > 0 else None
         self.n = len(train_ds)  # type: ignore[arg-type]
@@ -284,6 +290,20 @@ class _Run:
         seed_everything(self.cfg.seed)
         if self.ckpt_dir is not None:
             self._try_resume()
+        if self.tune and self.forward_modes is None:
+            self._tune_forward()
+
+    def _tune_forward(self) -> None:
+        """Measure both forward modes of the auto factorized layers on a training-sized batch."""
+        sample = self.train_ds[0][0]
+        example = torch.zeros((self.cfg.batch_size, *sample.shape), device=self.device)
+        if self.channels_last and example.dim() == 4:
+            example = example.contiguous(memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        timings = tune_forward_modes(self.model, example, seed=self.cfg.seed,
+                                     context=lambda: autocast(self.device, self.amp_dtype))
+        self.tune_seconds = time.perf_counter() - t0
+        self.forward_modes = {t.name: t.chosen for t in timings}
 
     def _ckpt_config(self, d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if k not in RESUME_IGNORED_KEYS}
@@ -312,6 +332,9 @@ class _Run:
             warnings.warn(f"checkpoint in {self.ckpt_dir} does not fit the model "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); starting fresh", stacklevel=3)
             return
+        if state.get("forward_modes") is not None:
+            apply_forward_modes(self.model, state["forward_modes"])
+            self.forward_modes = dict(state["forward_modes"])
         self.history = list(state["history"])
         self.steps_done = int(state["steps_done"])
         self.prior_seconds = float(state["seconds"])
@@ -326,6 +349,7 @@ class _Run:
             "scheduler": self.sched.state_dict(), "rng": get_rng_state(),
             "history": self.history, "steps_done": self.steps_done,
             "seconds": self.elapsed(), "steps_per_epoch": self.spe, "num_train": self.n,
+            "forward_modes": self.forward_modes,
         })
 
     # ---- budget
@@ -476,6 +500,7 @@ class _Run:
             wall_seconds=self.elapsed(), device=str(self.device),
             amp="bf16" if self.amp_dtype is not None else None, stopped_by=stopped_by,
             resumed_from_step=self.resumed_from, planned_steps=self.planned,
+            forward_modes=self.forward_modes, tune_seconds=self.tune_seconds,
         )
 
 

@@ -1,0 +1,267 @@
+"""Training throughput on CIFAR-shaped batches: dense vs the paper's compressed models, MAC rule vs tuned modes.
+
+What it measures
+----------------
+Images per second of full training steps (forward, cross-entropy, backward, SGD step with momentum
+and weight decay) on batches shaped like CIFAR-10 (``--batch`` x 3 x 32 x 32, 10 classes). The pixel
+values are random: CIFAR-10 itself is not needed (nor downloadable here) and the speed of these
+models does not depend on the values. Each ``--plans`` entry is a model and a uniform plan:
+
+* ``resnet32:dense`` — the dense model;
+* ``resnet32:tt:14:1`` — every conv of the three stages TT rank 14 (the paper's TT-ResNet), and
+  likewise ``stt:14:2``, ``tr:10:1``, ``str:10:2``; ``wrn28_10:tr:16:1`` / ``wrn28_10:str:16:2`` are the
+  paper's TR/STR-WRN (a YAML plan file may be given instead).
+
+Every compressed model runs twice: ``mac`` (each ``auto`` layer picks its forward mode by MAC count)
+and ``tuned`` (both modes of each layer timed on its real input first, the faster kept:
+:func:`stsearch.layers.tune_forward_modes`, what ``TrainConfig(tune_forward=True)`` does; the time it
+takes is reported). Device settings follow the trainer's defaults: on CUDA bf16 autocast,
+channels_last and ``cudnn.benchmark``; on CPU float32 with ``torch.set_num_threads`` = the cores
+available. Per row: ``--warmup`` untimed steps, then ``--steps`` timed ones (``torch.cuda.synchronize``
+around each on CUDA); the median step gives images/s. Rows alternate configurations step by step
+within a round so that load from other processes hits all alike.
+
+How to run
+----------
+::
+
+    .venv/bin/python benchmarks/throughput.py --device cpu            # ResNet-32 plans, under a minute on 2 cores
+    .venv/bin/python benchmarks/throughput.py --device cuda --plans resnet32:dense resnet32:tt:14:1 \\
+        resnet32:stt:14:2 wrn28_10:dense wrn28_10:tr:16:1 wrn28_10:str:16:2
+
+It writes ``benchmarks/results/throughput-<device>.csv`` and ``.md`` (``--out`` names the CSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402
+
+from stsearch.compress import compress  # noqa: E402
+from stsearch.layers import forward_modes, tune_forward_modes  # noqa: E402
+from stsearch.models import create_model  # noqa: E402
+from stsearch.plan import LayerPlan, NetworkPlan  # noqa: E402
+from stsearch.summary import summarize  # noqa: E402
+
+DEFAULT_PLANS = ("resnet32:dense", "resnet32:tt:14:1", "resnet32:stt:14:2", "resnet32:tr:10:1", "resnet32:str:10:2")
+INPUT = (3, 32, 32)
+CLASSES = 10
+CSV_COLUMNS = ("plan", "model", "modes", "compression", "params", "images_per_s", "median_step_ms", "min_step_ms",
+               "steps", "layers", "factorized_layers", "tune_s", "vs_dense", "vs_mac", "device", "batch")
+
+
+@dataclass
+class Config:
+    """One row: a model with a plan, and how its forward modes are chosen."""
+
+    label: str
+    model: str
+    plan: NetworkPlan | None
+    modes: str  # "-" (dense), "mac" or "tuned"
+    net: nn.Module | None = None
+    opt: torch.optim.Optimizer | None = None
+    times: list[float] = field(default_factory=list)
+    tune_s: float | None = None
+    chosen: dict[str, str] = field(default_factory=dict)
+
+
+def parse_plan(entry: str) -> tuple[str, NetworkPlan | None, str]:
+    """``model:dense``, ``model:family:rank:t`` or a plan file -> (model, plan, label)."""
+    path = Path(entry)
+    if path.suffix in (".yaml", ".yml", ".json") and path.exists():
+        plan = NetworkPlan.load(path)
+        if not plan.model:
+            raise SystemExit(f"throughput: plan file {entry} names no model; add 'model: resnet32' to it")
+        return plan.model, plan, path.stem
+    parts = entry.split(":")
+    if len(parts) == 2 and parts[1] == "dense":
+        return parts[0], None, entry
+    if len(parts) != 4:
+        raise SystemExit(f"throughput: bad plan {entry!r}; use model:dense, model:family:rank:t or a plan file")
+    model, family, rank, t = parts
+    layer = LayerPlan(family, rank=int(rank), t=int(t))
+    return model, NetworkPlan.uniform(["layer*"], layer, model=model), entry
+
+
+def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None) -> Callable[[], None]:
+    assert cfg.net is not None and cfg.opt is not None
+    net, opt = cfg.net, cfg.opt
+    ctx = (lambda: torch.autocast(x.device.type, dtype=amp)) if amp is not None else None
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if ctx is None:
+            loss = F.cross_entropy(net(x), y)
+        else:
+            with ctx():
+                loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dtype | None, x: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    net = create_model(cfg.model, num_classes=CLASSES)
+    if cfg.plan is not None:
+        net = compress(net, cfg.plan)
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    net.train()
+    if cfg.modes == "tuned":
+        ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
+        t0 = time.perf_counter()
+        tune_forward_modes(net, x, **({"context": ctx} if ctx else {}))
+        cfg.tune_s = time.perf_counter() - t0
+    cfg.chosen = forward_modes(net)
+    cfg.net = net
+    cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_num_threads(available_cores())
+    amp = torch.bfloat16 if cuda else None
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, *INPUT, generator=g).to(device)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, CLASSES, (args.batch,), generator=g).to(device)
+    configs: list[Config] = []
+    for entry in args.plans:
+        model, plan, label = parse_plan(entry)
+        for modes in (("-",) if plan is None else ("mac", "tuned")):
+            configs.append(Config(label, model, plan, modes))
+    for cfg in configs:
+        print(f"building {cfg.label} ({cfg.modes})", flush=True)
+        build(cfg, device, cuda, amp, x)
+    steps = [make_step(c, x, y, amp) for c in configs]
+    for _ in range(args.warmup):
+        for step in steps:
+            step()
+    sync(device)
+    for i in range(args.steps):
+        for cfg, step in zip(configs, steps):
+            sync(device)
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            cfg.times.append(time.perf_counter() - t0)
+        print(f"round {i + 1}/{args.steps}: " + ", ".join(f"{c.label}/{c.modes} {c.times[-1] * 1e3:.0f} ms" for c in configs),
+              flush=True)
+    return records(configs, device, args.batch)
+
+
+def records(configs: Sequence[Config], device: torch.device, batch: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    dense = {c.model: statistics.median(c.times) for c in configs if c.plan is None}
+    mac = {c.label: statistics.median(c.times) for c in configs if c.modes == "mac"}
+    for c in configs:
+        med = statistics.median(c.times)
+        s = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model), input_shape=INPUT, num_classes=CLASSES)
+        fact = sum(1 for m in c.chosen.values() if m == "factorized")
+        out.append({
+            "plan": c.label, "model": c.model, "modes": c.modes, "compression": round(s.compression, 2),
+            "params": s.params, "images_per_s": round(batch / med, 1), "median_step_ms": round(med * 1e3, 1),
+            "min_step_ms": round(min(c.times) * 1e3, 1), "steps": len(c.times),
+            "layers": len(c.chosen), "factorized_layers": fact,
+            "tune_s": None if c.tune_s is None else round(c.tune_s, 1),
+            "vs_dense": round(dense[c.model] / med, 3) if c.model in dense else None,
+            "vs_mac": round(mac[c.label] / med, 3) if c.modes == "tuned" and c.label in mac else None,
+            "device": str(device), "batch": batch,
+        })
+    return out
+
+
+def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, command: str, wall: float, load0: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu_model()}, {available_cores()} cores"
+    lines = report_header(f"Training throughput on CIFAR-shaped batches ({device.type})", command)
+    lines += [
+        f"- device: {name}; {versions()}",
+        f"- batch {args.batch} x {INPUT}, {CLASSES} classes, random pixels; SGD step included; "
+        + ("bf16 autocast, channels_last, cudnn.benchmark" if device.type == "cuda" else "float32"),
+        f"- {args.warmup} warm-up step(s), then {args.steps} timed steps per row, rows interleaved; wall time {wall:.0f} s",
+        f"- load average at start {load0}, at the end {load_average()}",
+        "- modes: `mac` = each auto layer picks its forward mode by MAC count; `tuned` = both modes timed per layer, "
+        "the faster kept (`tune_s` is that timing); `factorized_layers` = layers running factor by factor",
+        "",
+        "| plan | modes | CF | images/s | median step ms | min step ms | factorized layers | tune s | vs dense | vs mac |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['plan']} | {r['modes']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.0f} | "
+            f"{r['min_step_ms']:.0f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
+            f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_mac'] if r['vs_mac'] is not None else '-'} |"
+        )
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--plans", nargs="+", default=list(DEFAULT_PLANS),
+                        help="model:dense, model:family:rank:t or plan files (default: ResNet-32 dense, TT/STT r14, TR/STR r10)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per row (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
+    parser.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/throughput-<device>.csv)")
+    args = parser.parse_args(argv)
+    if args.batch < 2 or args.steps < 1 or args.warmup < 0:
+        parser.error("--batch must be >= 2, --steps >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("throughput: --device cuda but CUDA is not available; use --device cpu", file=sys.stderr)
+        return 2
+    command = "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    out = args.out or ROOT / "benchmarks" / "results" / f"throughput-{device.type}.csv"
+    load0 = load_average()
+    t0 = time.perf_counter()
+    rows = run(args)
+    write(out, rows, args, command.strip(), time.perf_counter() - t0, load0)
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
