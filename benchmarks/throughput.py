@@ -26,15 +26,20 @@ How to run
 ::
 
     .venv/bin/python benchmarks/throughput.py --device cpu            # ResNet-32 plans, under a minute on 2 cores
+    .venv/bin/python benchmarks/throughput.py --device cpu --inference --batch 1 --steps 50 --warmup 5
     .venv/bin/python benchmarks/throughput.py --device cuda --plans resnet32:dense resnet32:tt:14:1 \\
         resnet32:stt:14:2 wrn28_10:dense wrn28_10:tr:16:1 wrn28_10:str:16:2
 
-It writes ``benchmarks/results/throughput-<device>.csv`` and ``.md`` (``--out`` names the CSV).
+``--inference`` times forward passes in eval mode without autograd instead (tuned modes from
+``tune_forward_modes(training=False)``: the ``dense`` mode then reuses its cached weight), e.g.
+the latency of an exported model at batch 1. It writes
+``benchmarks/results/throughput-<device>[-inference].csv`` and ``.md`` (``--out`` names the CSV).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import shlex
 import statistics
@@ -101,10 +106,18 @@ def parse_plan(entry: str) -> tuple[str, NetworkPlan | None, str]:
     return model, NetworkPlan.uniform(["layer*"], layer, model=model), entry
 
 
-def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None) -> Callable[[], None]:
+def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None,
+              inference: bool = False) -> Callable[[], None]:
     assert cfg.net is not None and cfg.opt is not None
     net, opt = cfg.net, cfg.opt
     ctx = (lambda: torch.autocast(x.device.type, dtype=amp)) if amp is not None else None
+    if inference:
+
+        def forward() -> None:
+            with torch.no_grad(), (ctx() if ctx is not None else contextlib.nullcontext()):
+                net(x)
+
+        return forward
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -119,7 +132,8 @@ def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | 
     return step
 
 
-def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dtype | None, x: torch.Tensor) -> None:
+def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dtype | None, x: torch.Tensor,
+          inference: bool = False) -> None:
     torch.manual_seed(0)
     net = create_model(cfg.model, num_classes=CLASSES)
     if cfg.plan is not None:
@@ -127,11 +141,11 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
     net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    net.train()
+    net.train(not inference)
     if cfg.modes == "tuned":
         ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
         t0 = time.perf_counter()
-        tune_forward_modes(net, x, **({"context": ctx} if ctx else {}))
+        tune_forward_modes(net, x, training=not inference, **({"context": ctx} if ctx else {}))
         cfg.tune_s = time.perf_counter() - t0
     cfg.chosen = forward_modes(net)
     cfg.net = net
@@ -163,8 +177,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             configs.append(Config(label, model, plan, modes))
     for cfg in configs:
         print(f"building {cfg.label} ({cfg.modes})", flush=True)
-        build(cfg, device, cuda, amp, x)
-    steps = [make_step(c, x, y, amp) for c in configs]
+        build(cfg, device, cuda, amp, x, args.inference)
+    steps = [make_step(c, x, y, amp, args.inference) for c in configs]
     for _ in range(args.warmup):
         for step in steps:
             step()
@@ -191,10 +205,10 @@ def records(configs: Sequence[Config], device: torch.device, batch: int) -> list
         fact = sum(1 for m in c.chosen.values() if m == "factorized")
         out.append({
             "plan": c.label, "model": c.model, "modes": c.modes, "compression": round(s.compression, 2),
-            "params": s.params, "images_per_s": round(batch / med, 1), "median_step_ms": round(med * 1e3, 1),
-            "min_step_ms": round(min(c.times) * 1e3, 1), "steps": len(c.times),
+            "params": s.params, "images_per_s": round(batch / med, 1), "median_step_ms": round(med * 1e3, 2),
+            "min_step_ms": round(min(c.times) * 1e3, 2), "steps": len(c.times),
             "layers": len(c.chosen), "factorized_layers": fact,
-            "tune_s": None if c.tune_s is None else round(c.tune_s, 1),
+            "tune_s": None if c.tune_s is None else round(c.tune_s, 2),
             "vs_dense": round(dense[c.model] / med, 3) if c.model in dense else None,
             "vs_mac": round(mac[c.label] / med, 3) if c.modes == "tuned" and c.label in mac else None,
             "device": str(device), "batch": batch,
@@ -210,10 +224,13 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
         w.writerows(rows)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu_model()}, {available_cores()} cores"
-    lines = report_header(f"Training throughput on CIFAR-shaped batches ({device.type})", command)
+    what = "Inference" if args.inference else "Training"
+    lines = report_header(f"{what} throughput on CIFAR-shaped batches ({device.type})", command)
     lines += [
         f"- device: {name}; {versions()}",
-        f"- batch {args.batch} x {INPUT}, {CLASSES} classes, random pixels; SGD step included; "
+        f"- batch {args.batch} x {INPUT}, {CLASSES} classes, random pixels; "
+        + ("forward passes in eval mode without autograd (a rebuilt weight is cached); " if args.inference
+           else "SGD step included; ")
         + ("bf16 autocast, channels_last, cudnn.benchmark" if device.type == "cuda" else "float32"),
         f"- {args.warmup} warm-up step(s), then {args.steps} timed steps per row, rows interleaved; wall time {wall:.0f} s",
         f"- load average at start {load0}, at the end {load_average()}",
@@ -225,8 +242,8 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
     ]
     for r in rows:
         lines.append(
-            f"| {r['plan']} | {r['modes']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.0f} | "
-            f"{r['min_step_ms']:.0f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
+            f"| {r['plan']} | {r['modes']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
+            f"{r['min_step_ms']:.1f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
             f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_mac'] if r['vs_mac'] is not None else '-'} |"
         )
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -240,10 +257,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
-    parser.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/throughput-<device>.csv)")
+    parser.add_argument("--inference", action="store_true",
+                        help="time forward passes without autograd (eval mode) instead of training steps; "
+                             "tuned modes then come from tune_forward_modes(training=False)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV path (default benchmarks/results/throughput-<device>[-inference].csv)")
     args = parser.parse_args(argv)
-    if args.batch < 2 or args.steps < 1 or args.warmup < 0:
-        parser.error("--batch must be >= 2, --steps >= 1 and --warmup >= 0")
+    if args.batch < (1 if args.inference else 2) or args.steps < 1 or args.warmup < 0:
+        parser.error("--batch must be >= 2 (>= 1 with --inference), --steps >= 1 and --warmup >= 0")
     return args
 
 
@@ -254,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("throughput: --device cuda but CUDA is not available; use --device cpu", file=sys.stderr)
         return 2
     command = "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    out = args.out or ROOT / "benchmarks" / "results" / f"throughput-{device.type}.csv"
+    suffix = "-inference" if args.inference else ""
+    out = args.out or ROOT / "benchmarks" / "results" / f"throughput-{device.type}{suffix}.csv"
     load0 = load_average()
     t0 = time.perf_counter()
     rows = run(args)

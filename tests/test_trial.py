@@ -66,11 +66,14 @@ def test_train_cli_prints_metrics_json(tmp_path):
     STT.save(plan)
     out = subprocess.run(
         [sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits", "--plan", str(plan),
-         "--epochs", "1", "--num-threads", "1", "--out", str(tmp_path / "trial"), "--no-progress"],
+         "--epochs", "1", "--num-threads", "1", "--out", str(tmp_path / "trial"), "--no-progress", "--tune-forward"],
         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
     assert metrics["status"] == "completed" and metrics["val_acc"] > 0.3 and metrics["family"] == "stt"
+    assert metrics["forward_modes"] and set(metrics["forward_modes"].values()) <= {"dense", "factorized"}
+    assert metrics["tune_seconds"] > 0
+    assert json.loads((tmp_path / "trial" / "metrics.json").read_text())["forward_modes"] == metrics["forward_modes"]
     bad = subprocess.run([sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits",
                           "--epochs", "-1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("stsearch: error:") and bad.stderr.count("\n") == 1

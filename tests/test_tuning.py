@@ -76,6 +76,29 @@ def test_tuning_keeps_outputs_rng_grads_and_bn_stats():
     torch.testing.assert_close(net(x).detach(), before, rtol=1e-4, atol=1e-5)
 
 
+def test_inference_tuning_times_forward_passes_without_autograd(monkeypatch):
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(3, 4, 6, 6)
+    before = net(x)
+    seen: list[bool] = []
+    real = tuning._time_step
+
+    def spy(layer, x, grad, context):
+        seen.append(grad is None and not x.requires_grad)
+        return real(layer, x, grad, context)
+
+    monkeypatch.setattr(tuning, "_time_step", spy)
+    timings = tune_forward_modes(net, x, repeats=2, training=False)
+    assert seen and all(seen)
+    assert {t.name for t in timings} == {"a", "b", "c", "head"} and not net.training
+    assert all(p.grad is None for p in net.parameters())
+    for t in timings:
+        layer = dict(net.named_modules())[t.name]
+        assert (layer._cached_weight is not None) == (t.chosen == "dense")  # the cached weight is what inference reuses
+    torch.testing.assert_close(net(x), before, rtol=1e-4, atol=1e-5)
+
+
 def test_each_layer_sees_its_own_input_shape():
     net = nn.Sequential(conv("tr", 3, 8), nn.MaxPool2d(2), conv("tr", 8, 8))
     timings = tune_forward_modes(net, torch.randn(5, 3, 8, 8), repeats=1)

@@ -32,6 +32,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     for flag, key in _TRAIN_FLAGS.items():
         typ = {"optimizer": str, "device": str}.get(key, float if key in ("epochs", "lr", "max_seconds", "distill_alpha") else int)
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=f"TrainConfig.{key}")
+    p.add_argument("--tune-forward", action=argparse.BooleanOptionalAction, default=None,
+                   help="time both forward modes of each factorized layer first and keep the faster "
+                        "(TrainConfig.tune_forward; default: on for CUDA only)")
 
 
 def _read_json(text: str) -> dict[str, Any]:
@@ -83,6 +86,8 @@ def build_spec(args: argparse.Namespace):
     for flag, key in _TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:
             train[key] = getattr(args, flag)
+    if args.tune_forward is not None:
+        train["tune_forward"] = args.tune_forward
     spec["train"] = train
     if "model" not in spec or "dataset" not in spec:
         raise ValueError("no model/dataset: pass --space, or --model and --dataset")

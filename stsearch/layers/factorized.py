@@ -62,6 +62,7 @@ class FactorizedBase(nn.Module):
         self.bias = nn.Parameter(torch.zeros(layout.c_out, device=device, dtype=dtype)) if bias else None
         self._positions: tuple[int, int] = (1, 1)  # (input, output) positions, for costs
         self.tuned_mode: str | None = None
+        self._mac_choices: dict[tuple[int, int, int], str] = {}
         self._cached_weight: torch.Tensor | None = None
         self._cache_key: tuple = ()
 
@@ -96,7 +97,11 @@ class FactorizedBase(nn.Module):
             return self.forward_mode
         if self.tuned_mode is not None:
             return self.tuned_mode
-        return self.cost(p_in, p_out).choose(self.batch_hint)
+        key = (self._positions[0] if p_in is None else p_in, self._positions[1] if p_out is None else p_out, self.batch_hint)
+        mode = self._mac_choices.get(key)
+        if mode is None:  # counting costs is pure Python: once per input size, not per forward pass
+            mode = self._mac_choices[key] = self.cost(*key[:2]).choose(self.batch_hint)
+        return mode
 
     def positions_for(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
         """(input, output) positions (H·W) for an input of ``input_shape``."""

@@ -103,32 +103,39 @@ def _geometry(layer: FactorizedBase, shape: tuple, dtype: torch.dtype, channels_
     return (type(layer), layer.layout, layer.spec, conv, layer.bias is not None, shape, dtype, channels_last)
 
 
-def _time_step(layer: FactorizedBase, x: torch.Tensor, grad: torch.Tensor,
+def _time_step(layer: FactorizedBase, x: torch.Tensor, grad: torch.Tensor | None,
                context: Callable[[], contextlib.AbstractContextManager]) -> float:
-    """Seconds of one forward+backward step (input and parameter gradients, none accumulated)."""
-    params = [p for p in layer.parameters() if p.requires_grad]
+    """Seconds of one forward+backward step (input and parameter gradients, none accumulated),
+    or of one forward pass without autograd when ``grad`` is ``None``."""
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
-    with context():
-        y = layer(x)
-    torch.autograd.grad(y, [x, *params], grad_outputs=grad.to(y.dtype))
+    if grad is None:
+        with torch.no_grad(), context():
+            layer(x)
+    else:
+        params = [p for p in layer.parameters() if p.requires_grad]
+        with context():
+            y = layer(x)
+        torch.autograd.grad(y, [x, *params], grad_outputs=grad.to(y.dtype))
     sync()
     return time.perf_counter() - t0
 
 
 def _measure(layer: FactorizedBase, x: torch.Tensor, gen: torch.Generator, warmup: int, repeats: int,
-             context: Callable[[], contextlib.AbstractContextManager]) -> dict[str, float]:
-    """Best seconds of a forward+backward step in each mode (``inf``: out of memory)."""
+             context: Callable[[], contextlib.AbstractContextManager], training: bool) -> dict[str, float]:
+    """Best seconds of a step in each mode (``inf``: out of memory)."""
     best = {m: math.inf for m in TUNED_MODES}
     grad = None
+    if not training:
+        x = x.detach()
     for i in range(warmup + repeats):
         for mode in TUNED_MODES:
             if i > warmup and best[mode] > GIVE_UP * min(best[m] for m in TUNED_MODES if m != mode):
                 continue  # clearly slower: not timed again
             layer.tuned_mode = mode
             try:
-                if grad is None:
+                if grad is None and training:
                     with torch.no_grad(), context():
                         grad = torch.randn(layer(x).shape, generator=gen).to(x.device)
                     layer._cached_weight = None
@@ -150,11 +157,14 @@ def tune_forward_modes(
     warmup: int = 1,
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     seed: int = 0,
+    training: bool = True,
 ) -> list[ModeTiming]:
     """Time both forward modes of every ``auto`` factorized layer of ``model``; keep the faster.
 
     ``example`` is an input batch of the size training uses (only its shape matters);
-    ``context`` wraps each forward (pass the training's autocast). Each layer runs ``warmup``
+    ``context`` wraps each forward (pass the training's autocast). ``training`` times a
+    forward+backward step; ``training=False`` times a forward pass without autograd, where the
+    ``dense`` mode reuses its cached weight (the choice for inference, e.g. of an exported model). Each layer runs ``warmup``
     untimed and ``repeats`` timed steps per mode, alternating modes; the minimum counts. A mode
     whose best timed step took over ``GIVE_UP`` times the other's is not run again, and one that
     runs out of memory counts as infinitely slow. Layers of equal geometry (class, layout, factor
@@ -185,9 +195,11 @@ def tune_forward_modes(
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.randn(shape, generator=gen).to(example.device, dtype).contiguous(memory_format=fmt)
         x.requires_grad_(True)
-        best = _measure(layer, x, gen, warmup, repeats, context)
+        best = _measure(layer, x, gen, warmup, repeats, context, training)
         chosen = min(TUNED_MODES, key=lambda m: (best[m], m != mac_choice))
         layer.tuned_mode = chosen
+        if chosen != "dense":
+            layer._cached_weight = None
         timing = ModeTiming(name, layer.spec.family, shape, {m: best[m] * 1e3 for m in TUNED_MODES},
                             mac_choice, chosen, name)
         measured[key] = timing
