@@ -12,10 +12,11 @@ models does not depend on the values. Each ``--plans`` entry is a model and a un
   likewise ``stt:14:2``, ``tr:10:1``, ``str:10:2``; ``wrn28_10:tr:16:1`` / ``wrn28_10:str:16:2`` are the
   paper's TR/STR-WRN (a YAML plan file may be given instead).
 
-Every compressed model runs twice: ``mac`` (each ``auto`` layer picks its forward mode by MAC count)
-and ``tuned`` (both modes of each layer timed on its real input first, the faster kept:
-:func:`stsearch.layers.tune_forward_modes`, what ``TrainConfig(tune_forward=True)`` does; the time it
-takes is reported). Device settings follow the trainer's defaults: on CUDA bf16 autocast,
+Every compressed model runs three times: ``macs`` (each ``auto`` layer picks its forward mode by
+plain MAC count), ``auto`` (the default rule: factor-by-factor MACs weighted
+:data:`~stsearch.layers.costs.FACTORIZED_MAC_WEIGHT`) and ``tuned`` (both modes of each layer timed
+on its real input first, the faster kept: :func:`stsearch.layers.tune_forward_modes`, what
+``TrainConfig(tune_forward=True)`` does; the time it takes is reported). Device settings follow the trainer's defaults: on CUDA bf16 autocast,
 channels_last and ``cudnn.benchmark``; on CPU float32 with ``torch.set_num_threads`` = the cores
 available. Per row: ``--warmup`` untimed steps, then ``--steps`` timed ones (``torch.cuda.synchronize``
 around each on CUDA); the median step gives images/s. Rows alternate configurations step by step
@@ -62,6 +63,8 @@ from machine import available_cores, cpu_model, load_average, report_header, ver
 
 from stsearch.compress import compress  # noqa: E402
 from stsearch.layers import forward_modes, tune_forward_modes  # noqa: E402
+from stsearch.layers.costs import FACTORIZED_MAC_WEIGHT  # noqa: E402
+from stsearch.layers.tuning import factorized_layers  # noqa: E402
 from stsearch.models import create_model  # noqa: E402
 from stsearch.plan import LayerPlan, NetworkPlan  # noqa: E402
 from stsearch.summary import summarize  # noqa: E402
@@ -70,7 +73,7 @@ DEFAULT_PLANS = ("resnet32:dense", "resnet32:tt:14:1", "resnet32:stt:14:2", "res
 INPUT = (3, 32, 32)
 CLASSES = 10
 CSV_COLUMNS = ("plan", "model", "modes", "compression", "params", "images_per_s", "median_step_ms", "min_step_ms",
-               "steps", "layers", "factorized_layers", "tune_s", "vs_dense", "vs_mac", "device", "batch")
+               "steps", "layers", "factorized_layers", "tune_s", "vs_dense", "vs_macs", "device", "batch")
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Config:
     label: str
     model: str
     plan: NetworkPlan | None
-    modes: str  # "-" (dense), "mac" or "tuned"
+    modes: str  # "-" (dense), "macs", "auto" or "tuned"
     net: nn.Module | None = None
     opt: torch.optim.Optimizer | None = None
     times: list[float] = field(default_factory=list)
@@ -142,6 +145,13 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.train(not inference)
+    with torch.no_grad():  # one probe pass sets each layer's input size, which auto's choice depends on
+        net.eval()(x[:1])
+    net.train(not inference)
+    if cfg.modes == "macs":  # plain MAC counts
+        for layer in factorized_layers(net).values():
+            layer.tuned_mode = layer.cost().choose(layer.batch_hint, weight=1.0)
+            layer._cached_weight = None
     if cfg.modes == "tuned":
         ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
         t0 = time.perf_counter()
@@ -173,7 +183,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     configs: list[Config] = []
     for entry in args.plans:
         model, plan, label = parse_plan(entry)
-        for modes in (("-",) if plan is None else ("mac", "tuned")):
+        for modes in (("-",) if plan is None else ("macs", "auto", "tuned")):
             configs.append(Config(label, model, plan, modes))
     for cfg in configs:
         print(f"building {cfg.label} ({cfg.modes})", flush=True)
@@ -198,7 +208,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def records(configs: Sequence[Config], device: torch.device, batch: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     dense = {c.model: statistics.median(c.times) for c in configs if c.plan is None}
-    mac = {c.label: statistics.median(c.times) for c in configs if c.modes == "mac"}
+    macs = {c.label: statistics.median(c.times) for c in configs if c.modes == "macs"}
     for c in configs:
         med = statistics.median(c.times)
         s = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model), input_shape=INPUT, num_classes=CLASSES)
@@ -210,7 +220,7 @@ def records(configs: Sequence[Config], device: torch.device, batch: int) -> list
             "layers": len(c.chosen), "factorized_layers": fact,
             "tune_s": None if c.tune_s is None else round(c.tune_s, 2),
             "vs_dense": round(dense[c.model] / med, 3) if c.model in dense else None,
-            "vs_mac": round(mac[c.label] / med, 3) if c.modes == "tuned" and c.label in mac else None,
+            "vs_macs": round(macs[c.label] / med, 3) if c.modes in ("auto", "tuned") and c.label in macs else None,
             "device": str(device), "batch": batch,
         })
     return out
@@ -234,17 +244,18 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
         + ("bf16 autocast, channels_last, cudnn.benchmark" if device.type == "cuda" else "float32"),
         f"- {args.warmup} warm-up step(s), then {args.steps} timed steps per row, rows interleaved; wall time {wall:.0f} s",
         f"- load average at start {load0}, at the end {load_average()}",
-        "- modes: `mac` = each auto layer picks its forward mode by MAC count; `tuned` = both modes timed per layer, "
+        "- modes: `macs` = each auto layer picks its forward mode by plain MAC count; `auto` = the default rule "
+        f"(factor-by-factor MACs weighted {FACTORIZED_MAC_WEIGHT:g}x); `tuned` = both modes timed per layer, "
         "the faster kept (`tune_s` is that timing); `factorized_layers` = layers running factor by factor",
         "",
-        "| plan | modes | CF | images/s | median step ms | min step ms | factorized layers | tune s | vs dense | vs mac |",
+        "| plan | modes | CF | images/s | median step ms | min step ms | factorized layers | tune s | vs dense | vs macs |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['plan']} | {r['modes']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
             f"{r['min_step_ms']:.1f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
-            f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_mac'] if r['vs_mac'] is not None else '-'} |"
+            f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_macs'] if r['vs_macs'] is not None else '-'} |"
         )
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

@@ -36,6 +36,7 @@ COLUMNS = [
     "repeats",
     "device",
     "mac_choice",
+    "plain_mac_choice",
 ]
 
 
@@ -70,8 +71,8 @@ def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
         assert float(r["median_ms"]) > 0 and float(r["peak_mem_mb"]) >= 0 and int(r["params"]) > 0
     ours = [r for r in rows if r["macs_source"] == "LayerCost"]
     assert len(ours) == 12 and all(float(r["cf"]) > 1 for r in ours)
-    assert {r["mac_choice"] for r in ours} <= {"dense", "factorized"}
-    assert all(r["mac_choice"] == "" for r in rows if r["macs_source"] != "LayerCost")
+    assert {r["mac_choice"] for r in ours} | {r["plain_mac_choice"] for r in ours} <= {"dense", "factorized"}
+    assert all(r["mac_choice"] == r["plain_mac_choice"] == "" for r in rows if r["macs_source"] != "LayerCost")
     for r in rows:  # TensorLy-Torch rows, when installed, match our classical layer within 5 %
         if r["method"].startswith("tltorch-"):
             assert abs(int(r["params"]) - int(r["matched_params"])) <= 0.05 * int(r["matched_params"])
@@ -79,7 +80,7 @@ def test_quick_layer_benchmark_writes_csv_and_markdown(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "benchmarks/layers.py --quick" in md and "| shape | method |" in md and "torch " in md
     assert "target [best mode no slower than dense" in proc.stdout
-    assert "mac rule summary: picks the faster mode in" in proc.stdout
+    assert "mac rule summary: auto (factorized MACs weighted" in proc.stdout
 
 
 @pytest.mark.slow
@@ -123,12 +124,15 @@ def test_throughput_benchmark_smoke_run(tmp_path):
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["plan"], r["modes"]) for r in rows] == [
-        ("resnet32:dense", "-"), ("resnet32:str:10:2", "mac"), ("resnet32:str:10:2", "tuned")]
-    dense, mac, tuned = rows
+        ("resnet32:dense", "-"), ("resnet32:str:10:2", "macs"), ("resnet32:str:10:2", "auto"), ("resnet32:str:10:2", "tuned")]
+    dense, macs, auto, tuned = rows
     assert float(dense["compression"]) == 1.0 and float(dense["vs_dense"]) == 1.0 and dense["layers"] == "0"
-    assert float(mac["compression"]) == pytest.approx(8.6, abs=0.1)  # STR-ResNet-32 rank 10, t=2
-    assert mac["layers"] == tuned["layers"] == "30" and mac["tune_s"] == "" and float(tuned["tune_s"]) > 0
-    assert float(tuned["vs_mac"]) > 0 and float(tuned["images_per_s"]) > 0
+    assert float(macs["compression"]) == pytest.approx(8.6, abs=0.1)  # STR-ResNet-32 rank 10, t=2
+    assert macs["layers"] == auto["layers"] == tuned["layers"] == "30"
+    assert macs["tune_s"] == auto["tune_s"] == "" and float(tuned["tune_s"]) > 0
+    # plain MAC counts run more STR layers factor by factor than the weighted default rule
+    assert int(macs["factorized_layers"]) > int(auto["factorized_layers"])
+    assert float(tuned["vs_macs"]) > 0 and float(tuned["images_per_s"]) > 0
     md = out.with_suffix(".md").read_text()
     assert "benchmarks/throughput.py" in md and "| plan | modes |" in md
 

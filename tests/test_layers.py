@@ -59,13 +59,27 @@ def test_mac_count_equals_torch_flop_counter(fam, t, rank, mode):
 
 
 @pytest.mark.parametrize("fam,t,rank", FAMILIES)
-def test_auto_mode_picks_the_cheaper_one(fam, t, rank):
+def test_auto_mode_picks_the_cheaper_one_by_weighted_macs(fam, t, rank):
+    from stsearch.layers.costs import FACTORIZED_MAC_WEIGHT
+
     layer = _conv_layer(fam, t, rank, "auto")
     layer(torch.randn(1, 16, 16, 16, dtype=D))
     cost = layer.cost()
-    chosen = layer.resolved_mode()
-    other = "dense" if chosen == "factorized" else "factorized"
-    assert cost.forward_macs(chosen, layer.batch_hint) <= cost.forward_macs(other, layer.batch_hint)
+    fact = FACTORIZED_MAC_WEIGHT * cost.forward_macs("factorized", layer.batch_hint)
+    dense = cost.forward_macs("dense", layer.batch_hint)
+    assert layer.resolved_mode() == ("factorized" if fact < dense else "dense")
+
+
+def test_auto_mode_weighs_factorized_macs_double():
+    from stsearch.layers.costs import LayerCost
+
+    def cost(fact: int) -> LayerCost:
+        return LayerCost(params=1, dense_params=1, macs_dense=100, macs_factorized=fact,
+                         macs_factorized_fixed=0, macs_reconstruct=0)
+
+    assert cost(49).choose(1) == "factorized"  # under half the dense MACs
+    assert cost(50).choose(1) == "dense" and cost(70).choose(1) == "dense"  # fewer MACs, but not by enough
+    assert cost(70).choose(1, weight=1.0) == "factorized"  # plain MAC counts
 
 
 def test_auto_mode_depends_on_layer_size():

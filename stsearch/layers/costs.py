@@ -14,9 +14,20 @@ from ..tensors.functional import chain_macs, ring_split
 from ..tensors.spec import FactorSpec
 from .layout import Layout
 
-__all__ = ["LayerCost", "layer_cost", "reconstruct_macs", "chain_macs"]
+__all__ = ["LayerCost", "layer_cost", "reconstruct_macs", "chain_macs", "FACTORIZED_MAC_WEIGHT"]
 
 FORWARD_MODES = ("auto", "dense", "factorized")
+
+FACTORIZED_MAC_WEIGHT = 2.0
+"""Time of one factor-by-factor MAC in dense-convolution MACs, for ``auto``'s choice.
+
+Factor-by-factor contractions run narrow convolutions and small matrix products on
+intermediates larger than the activations; a dense convolution is one well-tuned kernel. In
+``benchmarks/layers.py`` (2-core CPU) the factorized mode was faster wherever it needed under
+0.11x the dense MACs (Tucker/STTu everywhere, TR/STR at 640 channels) and slower wherever it
+needed 0.59x or more (TR/STR at 64 channels, TT/STT at 640): any weight from 1.7 to 9 sorts all 18
+rows right, weight 1 (plain MAC counts) 12 of 18. ``TrainConfig(tune_forward=True)`` measures.
+"""
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,11 @@ class LayerCost:
             return self.macs_factorized_fixed + batch * self.macs_factorized
         raise ValueError(f"forward mode must be 'dense' or 'factorized', got {mode!r}")
 
-    def choose(self, batch: int) -> str:
-        """The cheaper forward mode for ``batch`` samples (ties go to ``dense``)."""
-        fact = self.forward_macs("factorized", batch)
+    def choose(self, batch: int, weight: float | None = None) -> str:
+        """The forward mode ``auto`` runs for ``batch`` samples: ``factorized`` when its MACs,
+        times ``weight`` (default :data:`FACTORIZED_MAC_WEIGHT`), are fewer than the dense mode's."""
+        w = FACTORIZED_MAC_WEIGHT if weight is None else weight
+        fact = w * self.forward_macs("factorized", batch)
         return "factorized" if fact < self.forward_macs("dense", batch) else "dense"
 
     def macs(self, mode: str) -> int:

@@ -57,7 +57,9 @@ def factorized_layers(model: nn.Module) -> dict[str, FactorizedBase]:
 
 
 def forward_modes(model: nn.Module) -> dict[str, str]:
-    """The mode each factorized layer runs next (``dense`` or ``factorized``), by dotted name."""
+    """The mode each factorized layer runs next (``dense`` or ``factorized``), by dotted name.
+
+    An ``auto`` layer's MAC rule depends on its input size: run a forward pass first."""
     return {name: layer.resolved_mode() for name, layer in factorized_layers(model).items()}
 
 

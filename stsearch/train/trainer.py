@@ -20,6 +20,12 @@ steps). ``max_seconds`` is a wall-clock cap counted over the whole run
 Checkpoints (when ``checkpoint_dir`` is given) are written after every epoch
 and resumed when their config matches (ignoring :data:`RESUME_IGNORED_KEYS`);
 a resumed run on CPU ends bit-identical to an uninterrupted one.
+
+With ``tune_forward`` (on by default on CUDA) the forward mode of each ``auto``
+factorized layer is measured once before the first step
+(:func:`stsearch.layers.tune_forward_modes`); like the rest of the set-up, this
+is not counted in ``max_seconds``. The choice is stored in the checkpoints and
+reused on resume.
 """
 
 from __future__ import annotations
