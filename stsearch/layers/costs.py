@@ -24,8 +24,8 @@ FACTORIZED_MAC_WEIGHT = 2.0
 Factor-by-factor contractions run narrow convolutions and small matrix products on
 intermediates larger than the activations; a dense convolution is one well-tuned kernel. In
 ``benchmarks/layers.py`` (2-core CPU) the factorized mode was faster wherever it needed under
-0.11x the dense MACs (Tucker/STTu everywhere, TR/STR at 640 channels) and slower wherever it
-needed 0.59x or more (TR/STR at 64 channels, TT/STT at 640): any weight from 1.7 to 9 sorts all 18
+0.10x the dense MACs (Tucker/STTu everywhere, TR/STR at 640 channels) and slower wherever it
+needed 0.58x or more (TR/STR at 64 channels, TT/STT at 640): any weight from 1.8 to 10 sorts all 18
 rows right, weight 1 (plain MAC counts) 12 of 18. ``TrainConfig(tune_forward=True)`` measures.
 """
 
