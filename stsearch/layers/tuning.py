@@ -1,12 +1,13 @@
 """Measured forward-mode choice: time both forward modes of each factorized layer, keep the faster.
 
-``auto`` layers pick their mode from MAC counts (:meth:`LayerCost.choose`). MACs miss what
-often decides speed: the size of the intermediates of a factor-by-factor contraction and how
-well small matrix products and narrow convolutions use the device. On a 2-core CPU the MAC rule
-picks the slower mode in 6 of the 18 rows of ``benchmarks/layers.py`` (TR at 64 channels, TT at
-640), by up to 5x. :func:`tune_forward_modes` replaces the guess by a measurement, the way
-``torch.backends.cudnn.benchmark`` picks convolution algorithms: on the real input shape, device,
-dtype and memory format, one forward+backward step of each mode, a few times, the fastest kept.
+``auto`` layers pick their mode from MAC counts (:meth:`LayerCost.choose`, a factor-by-factor
+MAC weighted :data:`~stsearch.layers.costs.FACTORIZED_MAC_WEIGHT`). MACs miss what often decides
+speed: the size of the intermediates of a factor-by-factor contraction and how well small matrix
+products and narrow convolutions use the device. On a 2-core CPU plain MAC counts pick the slower
+mode in 6 of the 18 rows of ``benchmarks/layers.py`` (TR at 64 channels, TT at 640, by up to 6x);
+the weight corrects that CPU, not every device. :func:`tune_forward_modes` replaces the rule by a
+measurement, the way ``torch.backends.cudnn.benchmark`` picks convolution algorithms: on the real
+input shape, device, dtype and memory format, one step of each mode, a few times, the fastest kept.
 
 The choice is stored in each layer's ``tuned_mode`` (used only while ``forward_mode`` is
 ``auto``; the layer's hyper-parameters still say ``auto``) and can be saved and restored with
@@ -40,7 +41,7 @@ class ModeTiming:
     name: str
     family: str
     input_shape: tuple[int, ...]
-    ms: dict[str, float] = field(default_factory=dict)  # best fwd+bwd step per mode (inf: failed)
+    ms: dict[str, float] = field(default_factory=dict)  # best step per mode in ms (inf: out of memory)
     mac_choice: str = "dense"  # what the MAC rule would pick
     chosen: str = "dense"
     measured_on: str = ""  # the layer whose timing this reuses (its own name when measured)
