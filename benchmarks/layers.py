@@ -78,12 +78,14 @@ from typing import Any
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stsearch, without installing it
+
+from machine import available_cores, cpu_model, load_average, report_header  # noqa: E402
 
 from stsearch.layers.factorized import FactorizedConv2d  # noqa: E402
 from stsearch.layers.layout import PAPER_SPLITS  # noqa: E402
 from stsearch.plan import LayerPlan  # noqa: E402
-from machine import available_cores, cpu_model, load_average, report_header  # noqa: E402  (this folder is on sys.path when run as a script)
 
 KERNEL = (3, 3)
 ST_T = 2

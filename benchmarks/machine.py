@@ -37,17 +37,18 @@ def load_average() -> str:
 
 
 def versions() -> str:
-    """Python, torch, optuna and ray versions."""
-    import optuna
+    """Python, torch, optuna and ray versions (``not installed`` for a missing one)."""
+    import importlib
+
     import torch
 
-    try:
-        import ray
+    def version(name: str) -> str:
+        try:
+            return importlib.import_module(name).__version__
+        except ImportError:
+            return "not installed"
 
-        ray_v = ray.__version__
-    except ImportError:  # pragma: no cover
-        ray_v = "not installed"
-    return f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, ray {ray_v}"
+    return f"python {platform.python_version()}, torch {torch.__version__}, optuna {version('optuna')}, ray {version('ray')}"
 
 
 def report_header(title: str, command: str) -> list[str]:
