@@ -81,7 +81,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stsearch, without installing it
 
-from machine import available_cores, cpu_model, load_average, report_header  # noqa: E402
+from machine import available_cores, cpu_model, load_average, report_header, sync  # noqa: E402
 
 from stsearch.layers.factorized import FactorizedConv2d  # noqa: E402
 from stsearch.layers.layout import PAPER_SPLITS  # noqa: E402
@@ -229,11 +229,6 @@ def package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager

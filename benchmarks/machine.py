@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["available_cores", "cpu_model", "load_average", "report_header", "versions"]
+__all__ = ["available_cores", "cpu_model", "load_average", "report_header", "sync", "versions"]
 
 
 def available_cores() -> int:
@@ -49,6 +49,14 @@ def versions() -> str:
             return "not installed"
 
     return f"python {platform.python_version()}, torch {torch.__version__}, optuna {version('optuna')}, ray {version('ray')}"
+
+
+def sync(device: "torch.device") -> None:
+    """Wait for the device's queued work (a no-op off CUDA), so that wall-clock timings are whole."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def report_header(title: str, command: str) -> list[str]:

@@ -40,7 +40,6 @@ the latency of an exported model at batch 1. It writes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import shlex
 import statistics
@@ -59,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402
+from machine import available_cores, cpu_model, load_average, report_header, sync, versions  # noqa: E402
 
 from stsearch.compress import compress  # noqa: E402
 from stsearch.layers import forward_modes, tune_forward_modes  # noqa: E402
@@ -68,6 +67,7 @@ from stsearch.layers.tuning import factorized_layers  # noqa: E402
 from stsearch.models import create_model  # noqa: E402
 from stsearch.plan import LayerPlan, NetworkPlan  # noqa: E402
 from stsearch.summary import summarize  # noqa: E402
+from stsearch.train.metrics import autocast  # noqa: E402
 
 DEFAULT_PLANS = ("resnet32:dense", "resnet32:tt:14:1", "resnet32:stt:14:2", "resnet32:tr:10:1", "resnet32:str:10:2")
 INPUT = (3, 32, 32)
@@ -113,22 +113,18 @@ def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | 
               inference: bool = False) -> Callable[[], None]:
     assert cfg.net is not None and cfg.opt is not None
     net, opt = cfg.net, cfg.opt
-    ctx = (lambda: torch.autocast(x.device.type, dtype=amp)) if amp is not None else None
     if inference:
 
         def forward() -> None:
-            with torch.no_grad(), (ctx() if ctx is not None else contextlib.nullcontext()):
+            with torch.no_grad(), autocast(x.device, amp):
                 net(x)
 
         return forward
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        if ctx is None:
+        with autocast(x.device, amp):
             loss = F.cross_entropy(net(x), y)
-        else:
-            with ctx():
-                loss = F.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
 
@@ -144,7 +140,6 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
     net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    net.train(not inference)
     with torch.no_grad():  # one probe pass sets each layer's input size, which auto's choice depends on
         net.eval()(x[:1])
     net.train(not inference)
@@ -153,18 +148,12 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
             layer.tuned_mode = layer.cost().choose(layer.batch_hint, weight=1.0)
             layer._cached_weight = None
     if cfg.modes == "tuned":
-        ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
         t0 = time.perf_counter()
-        tune_forward_modes(net, x, training=not inference, **({"context": ctx} if ctx else {}))
+        tune_forward_modes(net, x, training=not inference, context=lambda: autocast(device, amp))
         cfg.tune_s = time.perf_counter() - t0
     cfg.chosen = forward_modes(net)
     cfg.net = net
     cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:

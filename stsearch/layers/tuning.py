@@ -130,8 +130,6 @@ def _measure(layer: FactorizedBase, x: torch.Tensor, gen: torch.Generator, warmu
     """Best seconds of a step in each mode (``inf``: out of memory)."""
     best = {m: math.inf for m in TUNED_MODES}
     grad = None
-    if not training:
-        x = x.detach()
     for i in range(warmup + repeats):
         for mode in TUNED_MODES:
             if i > warmup and best[mode] > GIVE_UP * min(best[m] for m in TUNED_MODES if m != mode):
@@ -167,8 +165,9 @@ def tune_forward_modes(
     ``example`` is an input batch of the size training uses (only its shape matters);
     ``context`` wraps each forward (pass the training's autocast). ``training`` times a
     forward+backward step; ``training=False`` times a forward pass without autograd, where the
-    ``dense`` mode reuses its cached weight (the choice for inference, e.g. of an exported model). Each layer runs ``warmup``
-    untimed and ``repeats`` timed steps per mode, alternating modes; the minimum counts. A mode
+    ``dense`` mode reuses its cached weight (the choice for inference, e.g. of an exported
+    model). Each layer runs ``warmup`` untimed and ``repeats`` timed steps per mode,
+    alternating modes; the minimum counts. A mode
     whose best timed step took over ``GIVE_UP`` times the other's is not run again, and one that
     runs out of memory counts as infinitely slow. Layers of equal geometry (class, layout, factor
     spec, stride/padding, input shape, dtype, memory format) share one measurement. Global RNG
@@ -197,7 +196,7 @@ def tune_forward_modes(
             continue
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.randn(shape, generator=gen).to(example.device, dtype).contiguous(memory_format=fmt)
-        x.requires_grad_(True)
+        x.requires_grad_(training)
         best = _measure(layer, x, gen, warmup, repeats, context, training)
         chosen = min(TUNED_MODES, key=lambda m: (best[m], m != mac_choice))
         layer.tuned_mode = chosen
