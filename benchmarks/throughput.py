@@ -31,10 +31,15 @@ How to run
     .venv/bin/python benchmarks/throughput.py --device cuda --plans resnet32:dense resnet32:tt:14:1 \\
         resnet32:stt:14:2 wrn28_10:dense wrn28_10:tr:16:1 wrn28_10:str:16:2
 
+``--modes`` keeps some of ``macs auto tuned``. ``--compile [MODE]`` adds a ``torch.compile`` twin
+of every row (what ``TrainConfig(compile=...)`` does), interleaved with the eager rows; the first
+warm-up step compiles and its time is reported as ``compile_s`` (cold: the run uses a fresh
+``TORCHINDUCTOR_CACHE_DIR`` unless one is set), and ``vs_eager`` compares the two.
+
 ``--inference`` times forward passes in eval mode without autograd instead (tuned modes from
 ``tune_forward_modes(training=False)``: the ``dense`` mode then reuses its cached weight), e.g.
 the latency of an exported model at batch 1. It writes
-``benchmarks/results/throughput-<device>[-inference].csv`` and ``.md`` (``--out`` names the CSV).
+``benchmarks/results/throughput-<device>[-inference][-compiled].csv`` and ``.md`` (``--out`` names the CSV).
 """
 
 from __future__ import annotations
@@ -42,8 +47,11 @@ from __future__ import annotations
 import argparse
 import csv
 import shlex
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,8 +80,10 @@ from stsearch.train.metrics import autocast  # noqa: E402
 DEFAULT_PLANS = ("resnet32:dense", "resnet32:tt:14:1", "resnet32:stt:14:2", "resnet32:tr:10:1", "resnet32:str:10:2")
 INPUT = (3, 32, 32)
 CLASSES = 10
-CSV_COLUMNS = ("plan", "model", "modes", "compression", "params", "images_per_s", "median_step_ms", "min_step_ms",
-               "steps", "layers", "factorized_layers", "tune_s", "vs_dense", "vs_macs", "device", "batch")
+MODE_RULES = ("macs", "auto", "tuned")
+CSV_COLUMNS = ("plan", "model", "modes", "compile", "compression", "params", "images_per_s", "median_step_ms",
+               "min_step_ms", "steps", "layers", "factorized_layers", "tune_s", "compile_s", "vs_dense", "vs_macs",
+               "vs_eager", "device", "batch")
 
 
 @dataclass
@@ -84,10 +94,12 @@ class Config:
     model: str
     plan: NetworkPlan | None
     modes: str  # "-" (dense), "macs", "auto" or "tuned"
+    compile: str | None = None  # torch.compile mode, None for eager
     net: nn.Module | None = None
     opt: torch.optim.Optimizer | None = None
     times: list[float] = field(default_factory=list)
     tune_s: float | None = None
+    compile_s: float | None = None
     chosen: dict[str, str] = field(default_factory=dict)
 
 
@@ -113,6 +125,8 @@ def make_step(cfg: Config, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | 
               inference: bool = False) -> Callable[[], None]:
     assert cfg.net is not None and cfg.opt is not None
     net, opt = cfg.net, cfg.opt
+    if cfg.compile is not None:
+        net = torch.compile(net, mode=cfg.compile)
     if inference:
 
         def forward() -> None:
@@ -172,16 +186,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     configs: list[Config] = []
     for entry in args.plans:
         model, plan, label = parse_plan(entry)
-        for modes in (("-",) if plan is None else ("macs", "auto", "tuned")):
-            configs.append(Config(label, model, plan, modes))
+        for modes in (("-",) if plan is None else args.modes):
+            for mode in (None, args.compile) if args.compile else (None,):
+                configs.append(Config(label, model, plan, modes, compile=mode))
     for cfg in configs:
-        print(f"building {cfg.label} ({cfg.modes})", flush=True)
+        print(f"building {cfg.label} ({cfg.modes}{', compiled' if cfg.compile else ''})", flush=True)
         build(cfg, device, cuda, amp, x, args.inference)
     steps = [make_step(c, x, y, amp, args.inference) for c in configs]
-    for _ in range(args.warmup):
-        for step in steps:
+    for w in range(args.warmup):
+        for cfg, step in zip(configs, steps):
+            sync(device)
+            t0 = time.perf_counter()
             step()
-    sync(device)
+            sync(device)
+            if w == 0 and cfg.compile is not None:
+                cfg.compile_s = time.perf_counter() - t0
+                print(f"compiled {cfg.label} ({cfg.modes}) in {cfg.compile_s:.1f} s", flush=True)
     for i in range(args.steps):
         for cfg, step in zip(configs, steps):
             sync(device)
@@ -196,20 +216,25 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def records(configs: Sequence[Config], device: torch.device, batch: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    dense = {c.model: statistics.median(c.times) for c in configs if c.plan is None}
-    macs = {c.label: statistics.median(c.times) for c in configs if c.modes == "macs"}
+    dense = {(c.model, c.compile): statistics.median(c.times) for c in configs if c.plan is None}
+    macs = {(c.label, c.compile): statistics.median(c.times) for c in configs if c.modes == "macs"}
+    eager = {(c.label, c.modes): statistics.median(c.times) for c in configs if c.compile is None}
     for c in configs:
         med = statistics.median(c.times)
         s = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model), input_shape=INPUT, num_classes=CLASSES)
         fact = sum(1 for m in c.chosen.values() if m == "factorized")
         out.append({
-            "plan": c.label, "model": c.model, "modes": c.modes, "compression": round(s.compression, 2),
+            "plan": c.label, "model": c.model, "modes": c.modes, "compile": c.compile or "-",
+            "compression": round(s.compression, 2),
             "params": s.params, "images_per_s": round(batch / med, 1), "median_step_ms": round(med * 1e3, 2),
             "min_step_ms": round(min(c.times) * 1e3, 2), "steps": len(c.times),
             "layers": len(c.chosen), "factorized_layers": fact,
             "tune_s": None if c.tune_s is None else round(c.tune_s, 2),
-            "vs_dense": round(dense[c.model] / med, 3) if c.model in dense else None,
-            "vs_macs": round(macs[c.label] / med, 3) if c.modes in ("auto", "tuned") and c.label in macs else None,
+            "compile_s": None if c.compile_s is None else round(c.compile_s, 1),
+            "vs_dense": round(dense[c.model, c.compile] / med, 3) if (c.model, c.compile) in dense else None,
+            "vs_macs": round(macs[c.label, c.compile] / med, 3)
+            if c.modes in ("auto", "tuned") and (c.label, c.compile) in macs else None,
+            "vs_eager": round(eager[c.label, c.modes] / med, 3) if c.compile is not None else None,
             "device": str(device), "batch": batch,
         })
     return out
@@ -236,15 +261,21 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
         "- modes: `macs` = each auto layer picks its forward mode by plain MAC count; `auto` = the default rule "
         f"(factor-by-factor MACs weighted {FACTORIZED_MAC_WEIGHT:g}x); `tuned` = both modes timed per layer, "
         "the faster kept (`tune_s` is that timing); `factorized_layers` = layers running factor by factor",
+        "- torch.compile: " + (f"each row also compiled, mode {args.compile!r} (compile s = the first warm-up step, "
+                               f"inductor cache {args.cache_note}; vs dense compares with the dense row of the same "
+                               "kind)" if args.compile else "off (eager)"),
         "",
-        "| plan | modes | CF | images/s | median step ms | min step ms | factorized layers | tune s | vs dense | vs macs |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| plan | modes | compile | CF | images/s | median step ms | min step ms | factorized layers | tune s | compile s "
+        "| vs dense | vs macs | vs eager |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['plan']} | {r['modes']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
+            f"| {r['plan']} | {r['modes']} | {r['compile']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
             f"{r['min_step_ms']:.1f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
-            f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_macs'] if r['vs_macs'] is not None else '-'} |"
+            f"{r['compile_s'] if r['compile_s'] is not None else '-'} | "
+            f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_macs'] if r['vs_macs'] is not None else '-'} | "
+            f"{r['vs_eager'] if r['vs_eager'] is not None else '-'} |"
         )
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
@@ -257,14 +288,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row first (default 2)")
+    parser.add_argument("--modes", nargs="+", choices=MODE_RULES, default=list(MODE_RULES),
+                        help="forward-mode rules to run for each compressed plan (default: all three)")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="add a torch.compile twin of every row (in MODE; default 'default'); needs --warmup >= 1")
     parser.add_argument("--inference", action="store_true",
                         help="time forward passes without autograd (eval mode) instead of training steps; "
                              "tuned modes then come from tune_forward_modes(training=False)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="CSV path (default benchmarks/results/throughput-<device>[-inference].csv)")
+                        help="CSV path (default benchmarks/results/throughput-<device>[-inference][-compiled].csv)")
     args = parser.parse_args(argv)
     if args.batch < (1 if args.inference else 2) or args.steps < 1 or args.warmup < 0:
         parser.error("--batch must be >= 2 (>= 1 with --inference), --steps >= 1 and --warmup >= 0")
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1: the first warm-up step compiles")
+    args.modes = [m for m in MODE_RULES if m in args.modes]
     return args
 
 
@@ -275,11 +314,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("throughput: --device cuda but CUDA is not available; use --device cpu", file=sys.stderr)
         return 2
     command = "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    suffix = "-inference" if args.inference else ""
+    suffix = ("-inference" if args.inference else "") + ("-compiled" if args.compile else "")
     out = args.out or ROOT / "benchmarks" / "results" / f"throughput-{device.type}{suffix}.csv"
     load0 = load_average()
+    fresh_cache = None
+    if args.compile and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:  # compile times from a cold cache
+        fresh_cache = os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="stsearch-inductor-")
+    args.cache_note = "cold (a fresh TORCHINDUCTOR_CACHE_DIR)" if fresh_cache else "TORCHINDUCTOR_CACHE_DIR as set"
     t0 = time.perf_counter()
-    rows = run(args)
+    try:
+        rows = run(args)
+    finally:
+        if fresh_cache:
+            shutil.rmtree(fresh_cache, ignore_errors=True)
     write(out, rows, args, command.strip(), time.perf_counter() - t0, load0)
     print(out.with_suffix(".md").read_text())
     return 0

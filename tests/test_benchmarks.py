@@ -139,3 +139,26 @@ def test_throughput_benchmark_smoke_run(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--plans", "resnet32:tt"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "bad plan 'resnet32:tt'" in bad.stderr
+
+
+def test_throughput_benchmark_compiled_twins(tmp_path):
+    """--compile adds a torch.compile twin of each row, timed in the same rounds."""
+    out = tmp_path / "throughput-cpu-compiled.csv"
+    script = str(ROOT / "benchmarks" / "throughput.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--batch", "4", "--steps", "1", "--warmup", "1",
+         "--plans", "resnet20:stt:4:2", "--modes", "auto", "--compile", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["modes"], r["compile"]) for r in rows] == [("auto", "-"), ("auto", "default")]
+    eager, compiled = rows
+    assert eager["compile_s"] == eager["vs_eager"] == "" and eager["compression"] == compiled["compression"]
+    assert float(compiled["compile_s"]) > 0 and float(compiled["vs_eager"]) > 0
+    assert "| plan | modes | compile |" in out.with_suffix(".md").read_text()
+
+    bad = subprocess.run([sys.executable, script, "--compile", "--warmup", "0"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "--compile needs --warmup >= 1" in bad.stderr

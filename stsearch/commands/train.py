@@ -35,6 +35,10 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-forward", action=argparse.BooleanOptionalAction, default=None,
                    help="time both forward modes of each factorized layer first and keep the faster "
                         "(TrainConfig.tune_forward; default: on for CUDA only)")
+    p.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
+                   help="run training and evaluation through torch.compile, in MODE if given (default, "
+                        "reduce-overhead, max-autotune, max-autotune-no-cudagraphs; TrainConfig.compile; "
+                        "default: off)")
 
 
 def _read_json(text: str) -> dict[str, Any]:
@@ -88,6 +92,8 @@ def build_spec(args: argparse.Namespace):
             train[key] = getattr(args, flag)
     if args.tune_forward is not None:
         train["tune_forward"] = args.tune_forward
+    if args.compile is not None:
+        train["compile"] = args.compile
     spec["train"] = train
     if "model" not in spec or "dataset" not in spec:
         raise ValueError("no model/dataset: pass --space, or --model and --dataset")

@@ -105,8 +105,8 @@ def ring_split(shapes: Sequence[Sequence[int]]) -> tuple[int, int]:
     best: tuple[int, int] | None = None
     for k in range(1, len(shapes)):
         left, right = shapes[:k], shapes[k:]
-        n1 = math.prod(c[1] for c in left)
-        n2 = math.prod(c[1] for c in right)
+        n1 = math.prod([c[1] for c in left])
+        n2 = math.prod([c[1] for c in right])
         macs = chain_macs(left) + chain_macs(right) + n1 * n2 * left[0][0] * left[-1][2]
         if best is None or macs < best[1]:
             best = (k, macs)

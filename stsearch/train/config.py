@@ -8,14 +8,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrainConfig", "RESUME_IGNORED_KEYS"]
+__all__ = ["TrainConfig", "RESUME_IGNORED_KEYS", "COMPILE_MODES"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 
 #: Config keys that do not change the numbers a run produces; a checkpoint
 #: written under different values of these keys is still resumed.
-RESUME_IGNORED_KEYS = frozenset({"num_threads", "num_workers", "device", "tune_forward"})
+RESUME_IGNORED_KEYS = frozenset({"num_threads", "num_workers", "device", "tune_forward", "compile"})
+
+#: Values of ``TrainConfig.compile``: off, on (torch.compile's default mode) or a mode name.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _is_number(v: Any) -> bool:
@@ -43,6 +46,10 @@ class TrainConfig:
     before training and keeps the faster (:func:`stsearch.layers.tune_forward_modes`);
     off, ``auto`` layers pick by MAC count. The choice only changes speed and
     floating-point rounding; a resumed run reuses the choice in its checkpoint.
+    ``compile`` runs training and evaluation through ``torch.compile`` (``True`` is its
+    ``"default"`` mode; any of :data:`COMPILE_MODES` may be named). Compilation happens in
+    the first steps and counts towards ``max_seconds``; it pays off on long GPU runs, not on
+    short CPU trials. Like ``tune_forward`` it changes speed and rounding, not the model.
     """
 
     epochs: float | None = 1
@@ -63,6 +70,7 @@ class TrainConfig:
     amp: bool | None = None
     channels_last: bool | None = None
     tune_forward: bool | None = None
+    compile: bool | str = False
     num_threads: int | None = None
     num_workers: int = 0
     grad_clip: float | None = None
@@ -140,6 +148,8 @@ class TrainConfig:
         for key in ("amp", "channels_last", "tune_forward"):
             if getattr(self, key) not in (None, True, False):
                 raise _bad(key, getattr(self, key), "None, True, False")
+        if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile in COMPILE_MODES)):
+            raise _bad("compile", self.compile, "False, True, " + ", ".join(map(repr, COMPILE_MODES)))
         nt = self.num_threads
         if nt is not None and not (_is_int(nt) and nt >= 1):
             raise _bad("num_threads", self.num_threads, "None or an int >= 1")

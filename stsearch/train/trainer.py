@@ -26,6 +26,12 @@ factorized layer is measured once before the first step
 (:func:`stsearch.layers.tune_forward_modes`); like the rest of the set-up, this
 is not counted in ``max_seconds``. The choice is stored in the checkpoints and
 reused on resume.
+
+With ``compile`` the training and evaluation passes run through ``torch.compile`` (after
+the forward modes are fixed); checkpoints hold the plain module's state, so a run may be
+resumed with or without compilation. A compiled run ends with ``torch.compiler.reset()``:
+its graphs (and CUDA-graph memory pools) are freed, and the next trial of a worker process
+starts below torch.compile's recompile limit instead of silently running eager.
 """
 
 from __future__ import annotations
@@ -298,6 +304,12 @@ class _Run:
             self._try_resume()
         if self.tune and self.forward_modes is None:
             self._tune_forward()
+        self.net = self._compiled() if self.cfg.compile else self.model
+
+    def _compiled(self) -> nn.Module:
+        """``torch.compile`` of the model in the configured mode (the module itself is kept)."""
+        mode = "default" if self.cfg.compile is True else self.cfg.compile
+        return torch.compile(self.model, mode=mode)  # type: ignore[return-value]
 
     def _tune_forward(self) -> None:
         """Measure both forward modes of the auto factorized layers on a training-sized batch."""
@@ -403,7 +415,7 @@ class _Run:
                 lr = self.sched.apply(self.steps_done, self.elapsed())
                 x, y = to_device(x, dev, self.channels_last), y.to(dev, non_blocking=True)
                 with autocast(dev, self.amp_dtype):
-                    logits = self.model(x)
+                    logits = self.net(x)
                     loss = self.loss(logits.float(), y, x)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -448,7 +460,7 @@ class _Run:
         loss_sum += losses.sum()
 
     def evaluate(self) -> dict[str, float | None]:
-        return evaluate(self.model, self.val_loader, self.device, self.amp_dtype,
+        return evaluate(self.net, self.val_loader, self.device, self.amp_dtype,
                         channels_last=self.channels_last)
 
     def _fill_eval(self, rec: dict[str, Any]) -> None:
@@ -552,6 +564,8 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, config: TrainCon
                 status, reason, stopped_by = "failed", f"{kind} out of memory: {oom}", "error"
             return run.result(status, reason, stopped_by)
         finally:
+            if config.compile:
+                torch.compiler.reset()
             model.train(was_training)
             if run.teacher is not None and hasattr(run, "teacher_was_training"):
                 run.teacher.train(run.teacher_was_training)
