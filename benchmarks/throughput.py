@@ -170,6 +170,15 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
     cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
 
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call of ``step``, the device synchronized before and after."""
+    sync(device)
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -195,20 +204,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     steps = [make_step(c, x, y, amp, args.inference) for c in configs]
     for w in range(args.warmup):
         for cfg, step in zip(configs, steps):
-            sync(device)
-            t0 = time.perf_counter()
-            step()
-            sync(device)
+            seconds = timed(step, device)
             if w == 0 and cfg.compile is not None:
-                cfg.compile_s = time.perf_counter() - t0
-                print(f"compiled {cfg.label} ({cfg.modes}) in {cfg.compile_s:.1f} s", flush=True)
+                cfg.compile_s = seconds
+                print(f"compiled {cfg.label} ({cfg.modes}) in {seconds:.1f} s", flush=True)
     for i in range(args.steps):
         for cfg, step in zip(configs, steps):
-            sync(device)
-            t0 = time.perf_counter()
-            step()
-            sync(device)
-            cfg.times.append(time.perf_counter() - t0)
+            cfg.times.append(timed(step, device))
         print(f"round {i + 1}/{args.steps}: " + ", ".join(f"{c.label}/{c.modes} {c.times[-1] * 1e3:.0f} ms" for c in configs),
               flush=True)
     return records(configs, device, args.batch)
