@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 from machine import available_cores, cpu_model, load_average, report_header, sync, versions  # noqa: E402
 
 from stsearch.compress import compress  # noqa: E402
-from stsearch.layers import forward_modes, tune_forward_modes  # noqa: E402
+from stsearch.layers import apply_forward_modes, forward_modes, tune_forward_modes  # noqa: E402
 from stsearch.layers.costs import FACTORIZED_MAC_WEIGHT  # noqa: E402
 from stsearch.layers.tuning import factorized_layers  # noqa: E402
 from stsearch.models import create_model  # noqa: E402
@@ -158,9 +158,8 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
         net.eval()(x[:1])
     net.train(not inference)
     if cfg.modes == "macs":  # plain MAC counts
-        for layer in factorized_layers(net).values():
-            layer.tuned_mode = layer.cost().choose(layer.batch_hint, weight=1.0)
-            layer._cached_weight = None
+        apply_forward_modes(net, {name: layer.cost().choose(layer.batch_hint, weight=1.0)
+                                  for name, layer in factorized_layers(net).items()})
     if cfg.modes == "tuned":
         t0 = time.perf_counter()
         tune_forward_modes(net, x, training=not inference, context=lambda: autocast(device, amp))
