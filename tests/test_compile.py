@@ -125,6 +125,17 @@ def test_compiled_training_matches_eager_and_checkpoints_the_plain_module(digits
     assert resumed.status == "completed" and resumed.resumed_from_step == compiled.steps_done == 20
 
 
+def test_compiled_training_under_the_gpu_defaults_on_cpu(digits):
+    """What a CUDA trial does (bf16 autocast, channels_last, tuned forward modes, then compile), on CPU."""
+    torch.manual_seed(0)
+    res = train(DigitsNet(), *digits, TrainConfig(epochs=2, batch_size=64, lr=0.05, device="cpu", num_threads=1,
+                                                  amp=True, channels_last=True, tune_forward=True, compile=True),
+                progress=False)
+    assert res.status == "completed" and res.amp == "bf16"
+    assert res.forward_modes is not None and set(res.forward_modes) == {"a", "b"} and res.tune_seconds > 0
+    assert res.val_acc >= 0.8
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("mode", [True, "reduce-overhead"])
 def test_compiled_cuda_training_with_bf16_channels_last_and_tuned_modes(digits, mode):
