@@ -36,6 +36,10 @@ of every row (what ``TrainConfig(compile=...)`` does), interleaved with the eage
 warm-up step compiles and its time is reported as ``compile_s`` (cold: the run uses a fresh
 ``TORCHINDUCTOR_CACHE_DIR`` unless one is set), and ``vs_eager`` compares the two.
 
+``--inference --programs`` adds, per plan, the ``torch.export`` program that ``stsearch export`` writes
+(``program = factorized``: weights rebuilt per call) and, for compressed plans, the one written with
+``--fold-weights`` (``folded``: the rebuilt weights of the layers running their dense mode are constants).
+
 ``--inference`` times forward passes in eval mode without autograd instead (tuned modes from
 ``tune_forward_modes(training=False)``: the ``dense`` mode then reuses its cached weight), e.g.
 the latency of an exported model at batch 1. It writes
@@ -69,6 +73,7 @@ sys.path.insert(0, str(ROOT))
 from machine import available_cores, cpu_model, load_average, report_header, sync, versions  # noqa: E402
 
 from stsearch.compress import compress  # noqa: E402
+from stsearch.export.program import write_program  # noqa: E402
 from stsearch.layers import apply_forward_modes, forward_modes, tune_forward_modes  # noqa: E402
 from stsearch.layers.costs import FACTORIZED_MAC_WEIGHT  # noqa: E402
 from stsearch.layers.tuning import factorized_layers  # noqa: E402
@@ -83,7 +88,7 @@ CLASSES = 10
 MODE_RULES = ("macs", "auto", "tuned")
 CSV_COLUMNS = ("plan", "model", "modes", "compile", "compression", "params", "images_per_s", "median_step_ms",
                "min_step_ms", "steps", "layers", "factorized_layers", "tune_s", "compile_s", "vs_dense", "vs_macs",
-               "vs_eager", "device", "batch")
+               "vs_eager", "program", "device", "batch")
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Config:
     plan: NetworkPlan | None
     modes: str  # "-" (dense), "macs", "auto" or "tuned"
     compile: str | None = None  # torch.compile mode, None for eager
+    program: str | None = None  # exported program: "factorized" or "folded" weights; None for the module
     net: nn.Module | None = None
     opt: torch.optim.Optimizer | None = None
     times: list[float] = field(default_factory=list)
@@ -165,6 +171,12 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
         tune_forward_modes(net, x, training=not inference, context=lambda: autocast(device, amp))
         cfg.tune_s = time.perf_counter() - t0
     cfg.chosen = forward_modes(net)
+    if cfg.program is not None:  # what `stsearch export [--fold-weights]` writes, loaded with torch alone
+        with tempfile.TemporaryDirectory() as tmp:
+            info = write_program(net, INPUT, Path(tmp), fold=cfg.program == "folded")
+            if info.file != "program.pt2":
+                raise SystemExit(f"throughput: torch.export failed for {cfg.label}: {info.export_error or info.error}")
+            net = torch.export.load(str(Path(tmp) / info.file)).module().to(device)
     cfg.net = net
     cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
@@ -197,8 +209,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for modes in (("-",) if plan is None else args.modes):
             for mode in (None, args.compile) if args.compile else (None,):
                 configs.append(Config(label, model, plan, modes, compile=mode))
+        if args.programs:
+            for kind in ("exported",) if plan is None else ("factorized", "folded"):
+                configs.append(Config(label, model, plan, "-" if plan is None else "auto", program=kind))
     for cfg in configs:
-        print(f"building {cfg.label} ({cfg.modes}{', compiled' if cfg.compile else ''})", flush=True)
+        what = ", compiled" if cfg.compile else f", {cfg.program} program" if cfg.program else ""
+        print(f"building {cfg.label} ({cfg.modes}{what})", flush=True)
         build(cfg, device, cuda, amp, x, args.inference)
     steps = [make_step(c, x, y, amp, args.inference) for c in configs]
     for w in range(args.warmup):
@@ -210,18 +226,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for i in range(args.steps):
         for cfg, step in zip(configs, steps):
             cfg.times.append(timed(step, device))
-        print(f"round {i + 1}/{args.steps}: " + ", ".join(f"{c.label}/{c.modes} {c.times[-1] * 1e3:.0f} ms" for c in configs),
+        print(f"round {i + 1}/{args.steps}: " + ", ".join(f"{c.label}/{c.modes}{'/' + c.program if c.program else ''} "
+                                                          f"{c.times[-1] * 1e3:.1f} ms" for c in configs),
               flush=True)
     return records(configs, device, args.batch)
 
 
 def records(configs: Sequence[Config], device: torch.device, batch: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    dense = {(c.model, c.compile): statistics.median(c.times) for c in configs if c.plan is None}
-    macs = {(c.label, c.compile): statistics.median(c.times) for c in configs if c.modes == "macs"}
-    eager = {(c.label, c.modes): statistics.median(c.times) for c in configs if c.compile is None}
+    dense = {(c.model, c.compile, c.program is not None): statistics.median(c.times) for c in configs if c.plan is None}
+    macs = {(c.label, c.compile): statistics.median(c.times) for c in configs if c.modes == "macs" and not c.program}
+    eager = {(c.label, c.modes): statistics.median(c.times) for c in configs if c.compile is None and not c.program}
     for c in configs:
         med = statistics.median(c.times)
+        kind = (c.model, c.compile, c.program is not None)
         s = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model), input_shape=INPUT, num_classes=CLASSES)
         fact = sum(1 for m in c.chosen.values() if m == "factorized")
         out.append({
@@ -232,10 +250,11 @@ def records(configs: Sequence[Config], device: torch.device, batch: int) -> list
             "layers": len(c.chosen), "factorized_layers": fact,
             "tune_s": None if c.tune_s is None else round(c.tune_s, 2),
             "compile_s": None if c.compile_s is None else round(c.compile_s, 1),
-            "vs_dense": round(dense[c.model, c.compile] / med, 3) if (c.model, c.compile) in dense else None,
+            "vs_dense": round(dense[kind] / med, 3) if kind in dense else None,
             "vs_macs": round(macs[c.label, c.compile] / med, 3)
-            if c.modes in ("auto", "tuned") and (c.label, c.compile) in macs else None,
+            if c.modes in ("auto", "tuned") and not c.program and (c.label, c.compile) in macs else None,
             "vs_eager": round(eager[c.label, c.modes] / med, 3) if c.compile is not None else None,
+            "program": c.program or "-",
             "device": str(device), "batch": batch,
         })
     return out
@@ -262,17 +281,20 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
         "- modes: `macs` = each auto layer picks its forward mode by plain MAC count; `auto` = the default rule "
         f"(factor-by-factor MACs weighted {FACTORIZED_MAC_WEIGHT:g}x); `tuned` = both modes timed per layer, "
         "the faster kept (`tune_s` is that timing); `factorized_layers` = layers running factor by factor",
+        "- program: `factorized` = the torch.export program `stsearch export` writes (weights rebuilt per call), "
+        "`folded` = with `--fold-weights` (rebuilt weights of the layers running their dense mode are constants); "
+        "`exported` = the dense model's program; `-` = the module itself",
         "- torch.compile: " + (f"each row also compiled, mode {args.compile!r} (compile s = the first warm-up step, "
                                f"inductor cache {args.cache_note}; vs dense compares with the dense row of the same "
                                "kind)" if args.compile else "off (eager)"),
         "",
-        "| plan | modes | compile | CF | images/s | median step ms | min step ms | factorized layers | tune s | compile s "
+        "| plan | modes | compile | program | CF | images/s | median step ms | min step ms | factorized layers | tune s | compile s "
         "| vs dense | vs macs | vs eager |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['plan']} | {r['modes']} | {r['compile']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
+            f"| {r['plan']} | {r['modes']} | {r['compile']} | {r['program']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
             f"{r['min_step_ms']:.1f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
             f"{r['compile_s'] if r['compile_s'] is not None else '-'} | "
             f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_macs'] if r['vs_macs'] is not None else '-'} | "
@@ -294,6 +316,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                         help="add a torch.compile twin of every row (in MODE; default 'default'); needs --warmup >= 1")
+    parser.add_argument("--programs", action="store_true",
+                        help="with --inference: add the exported torch.export programs (factorized and folded weights)")
     parser.add_argument("--inference", action="store_true",
                         help="time forward passes without autograd (eval mode) instead of training steps; "
                              "tuned modes then come from tune_forward_modes(training=False)")
@@ -302,6 +326,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch < (1 if args.inference else 2) or args.steps < 1 or args.warmup < 0:
         parser.error("--batch must be >= 2 (>= 1 with --inference), --steps >= 1 and --warmup >= 0")
+    if args.programs and (not args.inference or args.compile):
+        parser.error("--programs needs --inference and no --compile: exported programs are timed as they are")
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1: the first warm-up step compiles")
     args.modes = [m for m in MODE_RULES if m in args.modes]
@@ -315,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("throughput: --device cuda but CUDA is not available; use --device cpu", file=sys.stderr)
         return 2
     command = "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    suffix = ("-inference" if args.inference else "") + ("-compiled" if args.compile else "")
+    suffix = ("-inference" if args.inference else "") + ("-compiled" if args.compile else "") + (
+        "-programs" if args.programs else "")
     out = args.out or ROOT / "benchmarks" / "results" / f"throughput-{device.type}{suffix}.csv"
     load0 = load_average()
     fresh_cache = None

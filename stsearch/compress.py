@@ -10,12 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers.factorized import FactorizedConv2d, FactorizedLinear
+from .layers.factorized import FactorizedBase, FactorizedConv2d, FactorizedLinear
 from .layers.layout import Layout
 from .plan import LayerPlan, NetworkPlan
 from .tensors.spec import FactorSpec
 
-__all__ = ["LayerGeometry", "factorizable_layers", "layer_geometries", "resolve_plan", "build_layer", "compress"]
+__all__ = [
+    "LayerGeometry", "factorizable_layers", "layer_geometries", "resolve_plan", "build_layer", "compress",
+    "fold_dense_layers",
+]
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,33 @@ def compress(
         if new is not layers[name]:
             target.set_submodule(name, new)
     return target
+
+
+@torch.no_grad()
+def fold_dense_layers(
+    model: nn.Module, example: torch.Tensor | None = None, *, every: bool = False, inplace: bool = False
+) -> tuple[nn.Module, list[str]]:
+    """``model`` with factorized layers replaced by plain ones holding their rebuilt weights.
+
+    Folded are the layers whose next forward pass runs the ``dense`` mode (after one pass of
+    ``example`` in eval mode, which sets the input sizes ``auto`` decides on), or every factorized
+    layer with ``every``. The result computes the same function without rebuilding any weight per
+    call, at the size of the dense weights: for inference programs where speed counts more than
+    size. Returns the model and the folded layers' dotted names.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    if example is not None:
+        was_training = target.training
+        target.eval()(example)
+        target.train(was_training)
+    folded = []
+    for name, module in list(target.named_modules()):
+        if isinstance(module, FactorizedBase) and (every or module.resolved_mode() == "dense"):
+            if not name:  # the model is one factorized layer
+                return module.to_dense(), [name]  # type: ignore[operator]
+            target.set_submodule(name, module.to_dense())  # type: ignore[operator]
+            folded.append(name)
+    return target, folded
 
 
 def _std(weight: torch.Tensor) -> float | None:

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from stsearch.compress import compress, factorizable_layers
-from stsearch.layers import FactorizedConv2d
+from stsearch.compress import compress, factorizable_layers, fold_dense_layers
+from stsearch.layers import FactorizedBase, FactorizedConv2d
 from stsearch.models import create_model
 from stsearch.plan import LayerPlan, NetworkPlan
 from stsearch.summary import summarize
@@ -113,3 +113,31 @@ def test_summary_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "stsearch", "summary", "resnet32", "--plan", str(tmp_path / "nope.json")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+
+
+@pytest.mark.parametrize("family", ["tucker", "sttu", "tt", "stt", "tr", "str"])
+def test_fold_dense_layers_keeps_the_function_and_folds_only_dense_mode_layers(family):
+    torch.manual_seed(0)
+    t = 2 if family.startswith("st") else 1
+    plan = NetworkPlan.from_dict({"layers": {
+        "layer1.*": {"family": family, "rank": 4, "t": t, "forward": "dense"},
+        "layer2.*": {"family": family, "rank": 4, "t": t, "forward": "factorized"},
+        "fc": {"family": "tt" if family in ("tt", "stt") else family, "rank": 2, "forward": "dense"}}})
+    model = compress(create_model("resnet8_digits"), plan).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+        folded, names = fold_dense_layers(model, x)
+        assert sorted(names) == sorted(n for n, m in model.named_modules()
+                                       if isinstance(m, FactorizedBase) and m.forward_mode == "dense")
+        assert "fc" in names and not any(n.startswith("layer2.") for n in names)
+        assert isinstance(folded.fc, torch.nn.Linear) and type(folded.layer1[0].conv1) is torch.nn.Conv2d
+        assert isinstance(folded.layer2[0].conv1, FactorizedConv2d)
+        assert isinstance(model.fc, FactorizedBase)  # a copy was folded, not the model
+        torch.testing.assert_close(folded(x), want, atol=1e-5, rtol=1e-5)
+        every, all_names = fold_dense_layers(model, every=True)
+        assert not any(isinstance(m, FactorizedBase) for m in every.modules())
+        assert len(all_names) == sum(isinstance(m, FactorizedBase) for m in model.modules())
+        torch.testing.assert_close(every(x), want, atol=1e-5, rtol=1e-5)
+        conv = model.layer2[0].conv1.to_dense()  # stride 2, padding 1: the geometry is kept
+        assert (conv.stride, conv.padding, conv.bias) == ((2, 2), (1, 1), None)

@@ -19,6 +19,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     pick.add_argument("--min-cf", type=float, metavar="X", help="the most accurate trial with compression >= X")
     p.add_argument("--out", help="export folder (default: results/<study>/export/trial-<N>)")
     p.add_argument("--finetune", type=float, metavar="E", help="train E more epochs (the trial's config) before saving")
+    p.add_argument("--fold-weights", action="store_true",
+                   help="the program holds the rebuilt weight of each layer that runs its dense mode: faster, "
+                        "as large as those dense weights (model.safetensors stays factorized)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db)")
     p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
 
@@ -34,6 +37,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += [flag, str(value)]
     if args.knee:
         words.append("--knee")
+    if args.fold_weights:
+        words.append("--fold-weights")
     if args.results_dir != "results":
         words += ["--results-dir", args.results_dir]
     return shlex.join(words)
@@ -48,7 +53,8 @@ def export(args: argparse.Namespace) -> int:
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     trial = select_trial(run, trial=args.trial, knee=args.knee, min_cf=args.min_cf)
     out = Path(args.out) if args.out else run.folder / "export" / f"trial-{trial.number}"
-    export_trial(run, trial, out, finetune_epochs=args.finetune, command=command_line(args))
+    export_trial(run, trial, out, finetune_epochs=args.finetune, command=command_line(args),
+                 fold_weights=args.fold_weights)
     metrics = json.loads((out / "metrics.json").read_text())
     acc, cf = metrics.get("val_acc"), metrics.get("compression")
     print(out)

@@ -71,6 +71,7 @@ def export_trial(
     *,
     finetune_epochs: float | None = None,
     command: str | None = None,
+    fold_weights: bool = False,
 ) -> Path:
     """Export ``trial`` (a FrozenTrial or a trial number) of a study (or ``SearchRun``) to ``out_dir``.
 
@@ -78,7 +79,9 @@ def export_trial(
     the trial folder, or fine-tuned ``finetune_epochs`` more epochs),
     ``metrics.json``, ``export.json`` (study, trial, class count, input shape,
     program format, ``command``), ``program.pt2`` (or ``program.ts``) and
-    ``MODEL_CARD.md``. Returns ``out_dir``.
+    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` the program holds the rebuilt
+    weights of the layers that run their dense mode (faster, larger; the safetensors weights stay
+    factorized).
     """
     from ..summary import summarize
 
@@ -120,7 +123,7 @@ def export_trial(
     spec.save(out)
     (out / PLAN_FILE).write_text(json.dumps(spec.plan, indent=2))
     (out / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2))
-    write_program_meta(model, input_shape, out, meta)
+    write_program_meta(model, input_shape, out, meta, fold=fold_weights)
     (out / EXPORT_FILE).write_text(json.dumps(_jsonable(meta), indent=2))
     layers = summarize(spec.model, spec.network_plan(), input_shape=input_shape,
                        **{**spec.model_kwargs, "num_classes": num_classes}).table
@@ -130,10 +133,12 @@ def export_trial(
     return out
 
 
-def write_program_meta(model: nn.Module, input_shape: tuple[int, ...], out: Path, meta: dict[str, Any]) -> None:
-    """Write the traced program into ``out`` and record its file and format in ``meta``."""
+def write_program_meta(model: nn.Module, input_shape: tuple[int, ...], out: Path, meta: dict[str, Any], *,
+                       fold: bool = False) -> None:
+    """Write the traced program into ``out`` and record its file, format and folded layers in ``meta``."""
     from .program import write_program
 
-    info = write_program(model, input_shape, out)
+    info = write_program(model, input_shape, out, fold=fold)
     meta.update(program=info.file, program_format=info.format, dynamic_batch=info.dynamic_batch,
-                export_error=info.export_error, program_error=info.error)
+                export_error=info.export_error, program_error=info.error,
+                program_weights="folded" if fold else "factorized", folded_layers=info.folded)

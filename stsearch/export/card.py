@@ -46,6 +46,14 @@ def _budget(spec: TrialSpec, metrics: Mapping[str, Any]) -> str:
     return ", ".join(parts) + done + where + took
 
 
+def _weights_note(meta: Mapping[str, Any]) -> str:
+    """How the program stores the weights: factorized (rebuilt per call) or folded."""
+    folded = meta.get("folded_layers")
+    if meta.get("program_weights") != "folded" or folded is None:
+        return ", factorized weights rebuilt per call; `stsearch export --fold-weights` writes a faster one"
+    return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in (`--fold-weights`)"
+
+
 def model_card(spec: TrialSpec, metrics: Mapping[str, Any], meta: Mapping[str, Any], layers: pd.DataFrame) -> str:
     """The card's markdown: ``metrics`` as in ``metrics.json``, ``meta`` as in ``export.json``,
     ``layers`` the per-layer table of :func:`stsearch.summary.summarize`."""
@@ -74,7 +82,7 @@ def model_card(spec: TrialSpec, metrics: Mapping[str, Any], meta: Mapping[str, A
         ("Study / trial", f"`{study}` / trial {number}" + (f" ({meta['baseline']} baseline)" if meta.get("baseline") else "")),
         ("Source folder", f"`{meta.get('source_dir')}`"),
         ("Program", f"`{meta['program']}` ({meta.get('program_format')}"
-         + (", dynamic batch" if meta.get("dynamic_batch") else ", fixed batch") + ")"
+         + (", dynamic batch" if meta.get("dynamic_batch") else ", fixed batch") + _weights_note(meta) + ")"
          if meta.get("program") else f"none ({meta.get('program_error')})"),
     ]
     if meta.get("program_format") == "torchscript":

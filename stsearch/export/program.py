@@ -28,6 +28,7 @@ class ProgramInfo:
     dynamic_batch: bool
     export_error: str | None = None
     error: str | None = None
+    folded: list[str] | None = None  # layers holding their rebuilt weight in the program (fold=True)
 
 
 def _check(program: nn.Module, model: nn.Module, input_shape: tuple[int, ...], dynamic: bool) -> None:
@@ -60,8 +61,13 @@ def _torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> None:
         torch.jit.save(traced, str(path))
 
 
-def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path) -> ProgramInfo:
+def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path, *, fold: bool = False) -> ProgramInfo:
     """Trace ``model`` (a CPU copy, eval mode, no grad) on one example input and save it in ``folder``.
+
+    With ``fold`` the factorized layers that run their ``dense`` mode are traced as plain layers
+    holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`): a program as fast
+    as the dense model's for those layers, as large as their dense weights. Either way the program
+    is checked against the unfolded model.
 
     ``program.pt2`` (``torch.export.save``, batch dimension dynamic when it
     can be) is preferred; if exporting fails, or the saved program does not
@@ -69,22 +75,25 @@ def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path) 
     file, left by an earlier export, is removed. Never raises for a model that
     cannot be traced: the reason is in the result.
     """
+    from ..compress import fold_dense_layers
+
     ref = copy.deepcopy(model).to("cpu").eval()
     x = torch.randn(TRACE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
+    traced, folded = fold_dense_layers(ref, x) if fold else (ref, None)
     for name in PROGRAM_FILES:
         (folder / name).unlink(missing_ok=True)
     pt2, ts = folder / "program.pt2", folder / "program.ts"
     export_error = None
     with torch.no_grad():
         try:
-            dynamic = _torch_export(copy.deepcopy(ref), x, pt2)
+            dynamic = _torch_export(copy.deepcopy(traced), x, pt2)
             _check(torch.export.load(str(pt2)).module(), ref, input_shape, dynamic)
-            return ProgramInfo(file=pt2.name, format=PROGRAM_FILES[pt2.name], dynamic_batch=dynamic)
+            return ProgramInfo(file=pt2.name, format=PROGRAM_FILES[pt2.name], dynamic_batch=dynamic, folded=folded)
         except Exception as err:  # noqa: BLE001
             pt2.unlink(missing_ok=True)
             export_error = _one_line(err)
         try:
-            _torchscript(copy.deepcopy(ref), x, ts)
+            _torchscript(copy.deepcopy(traced), x, ts)
             scripted = jit_load(ts)
             try:
                 _check(scripted, ref, input_shape, True)
@@ -93,7 +102,7 @@ def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path) 
                 _check(scripted, ref, input_shape, False)
                 dynamic = False
             return ProgramInfo(file=ts.name, format=PROGRAM_FILES[ts.name], dynamic_batch=dynamic,
-                               export_error=export_error)
+                               export_error=export_error, folded=folded)
         except Exception as err:  # noqa: BLE001
             ts.unlink(missing_ok=True)
             return ProgramInfo(file=None, format=None, dynamic_batch=False, export_error=export_error,
