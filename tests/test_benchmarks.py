@@ -162,3 +162,25 @@ def test_throughput_benchmark_compiled_twins(tmp_path):
     bad = subprocess.run([sys.executable, script, "--compile", "--warmup", "0"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode != 0 and "--compile needs --warmup >= 1" in bad.stderr
+
+
+def test_throughput_benchmark_times_exported_programs(tmp_path):
+    """--inference --programs adds the programs `stsearch export` writes, unfolded and folded."""
+    out = tmp_path / "programs.csv"
+    script = str(ROOT / "benchmarks" / "throughput.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--inference", "--batch", "2", "--steps", "1", "--warmup", "0",
+         "--plans", "resnet20:dense", "resnet20:stt:4:2", "--modes", "auto", "--programs", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["plan"], r["program"]) for r in rows] == [
+        ("resnet20:dense", "-"), ("resnet20:dense", "exported"),
+        ("resnet20:stt:4:2", "-"), ("resnet20:stt:4:2", "factorized"), ("resnet20:stt:4:2", "folded")]
+    assert float(rows[1]["vs_dense"]) == 1.0 and all(float(r["images_per_s"]) > 0 for r in rows)
+    assert "| plan | modes | compile | program |" in out.with_suffix(".md").read_text()
+
+    bad = subprocess.run([sys.executable, script, "--programs"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--programs needs --inference" in bad.stderr
