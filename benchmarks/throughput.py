@@ -37,8 +37,9 @@ warm-up step compiles and its time is reported as ``compile_s`` (cold: the run u
 ``TORCHINDUCTOR_CACHE_DIR`` unless one is set), and ``vs_eager`` compares the two.
 
 ``--inference --programs`` adds, per plan, the ``torch.export`` program that ``stsearch export`` writes
-(``program = factorized``: weights rebuilt per call) and, for compressed plans, the one written with
-``--fold-weights`` (``folded``: the rebuilt weights of the layers running their dense mode are constants).
+(``program = folded``: the rebuilt weights of the layers running their dense mode are constants) and,
+for compressed plans, the one written with ``--no-fold-weights`` (``factorized``: weights rebuilt per
+call).
 
 ``--inference`` times forward passes in eval mode without autograd instead (tuned modes from
 ``tune_forward_modes(training=False)``: the ``dense`` mode then reuses its cached weight), e.g.
@@ -88,7 +89,7 @@ CLASSES = 10
 MODE_RULES = ("macs", "auto", "tuned")
 CSV_COLUMNS = ("plan", "model", "modes", "compile", "compression", "params", "images_per_s", "median_step_ms",
                "min_step_ms", "steps", "layers", "factorized_layers", "tune_s", "compile_s", "vs_dense", "vs_macs",
-               "vs_eager", "program", "device", "batch")
+               "vs_eager", "program", "program_mib", "device", "batch")
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Config:
     modes: str  # "-" (dense), "macs", "auto" or "tuned"
     compile: str | None = None  # torch.compile mode, None for eager
     program: str | None = None  # exported program: "factorized" or "folded" weights; None for the module
+    program_mib: float | None = None  # its file size
     net: nn.Module | None = None
     opt: torch.optim.Optimizer | None = None
     times: list[float] = field(default_factory=list)
@@ -177,6 +179,7 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
             if info.file != "program.pt2":
                 raise SystemExit(f"throughput: torch.export failed for {cfg.label}: {info.export_error or info.error}")
             net = torch.export.load(str(Path(tmp) / info.file)).module().to(device)
+            cfg.program_mib = (Path(tmp) / info.file).stat().st_size / 2**20
     cfg.net = net
     cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
@@ -255,6 +258,7 @@ def records(configs: Sequence[Config], device: torch.device, batch: int) -> list
             if c.modes in ("auto", "tuned") and not c.program and (c.label, c.compile) in macs else None,
             "vs_eager": round(eager[c.label, c.modes] / med, 3) if c.compile is not None else None,
             "program": c.program or "-",
+            "program_mib": None if c.program_mib is None else round(c.program_mib, 2),
             "device": str(device), "batch": batch,
         })
     return out
@@ -281,20 +285,21 @@ def write(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, comm
         "- modes: `macs` = each auto layer picks its forward mode by plain MAC count; `auto` = the default rule "
         f"(factor-by-factor MACs weighted {FACTORIZED_MAC_WEIGHT:g}x); `tuned` = both modes timed per layer, "
         "the faster kept (`tune_s` is that timing); `factorized_layers` = layers running factor by factor",
-        "- program: `factorized` = the torch.export program `stsearch export` writes (weights rebuilt per call), "
-        "`folded` = with `--fold-weights` (rebuilt weights of the layers running their dense mode are constants); "
-        "`exported` = the dense model's program; `-` = the module itself",
+        "- program: `folded` = the torch.export program `stsearch export` writes (rebuilt weights of the layers "
+        "running their dense mode are constants), `factorized` = with `--no-fold-weights` (weights rebuilt per call); "
+        "`exported` = the dense model's program; `-` = the module itself; program MiB = its file size",
         "- torch.compile: " + (f"each row also compiled, mode {args.compile!r} (compile s = the first warm-up step, "
                                f"inductor cache {args.cache_note}; vs dense compares with the dense row of the same "
                                "kind)" if args.compile else "off (eager)"),
         "",
-        "| plan | modes | compile | program | CF | images/s | median step ms | min step ms | factorized layers | tune s | compile s "
+        "| plan | modes | compile | program | program MiB | CF | images/s | median step ms | min step ms | factorized layers | tune s | compile s "
         "| vs dense | vs macs | vs eager |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['plan']} | {r['modes']} | {r['compile']} | {r['program']} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
+            f"| {r['plan']} | {r['modes']} | {r['compile']} | {r['program']} | "
+            f"{r['program_mib'] if r['program_mib'] is not None else '-'} | {r['compression']:.1f} | {r['images_per_s']:.0f} | {r['median_step_ms']:.1f} | "
             f"{r['min_step_ms']:.1f} | {r['factorized_layers']}/{r['layers']} | {r['tune_s'] if r['tune_s'] is not None else '-'} | "
             f"{r['compile_s'] if r['compile_s'] is not None else '-'} | "
             f"{r['vs_dense'] if r['vs_dense'] is not None else '-'} | {r['vs_macs'] if r['vs_macs'] is not None else '-'} | "

@@ -180,6 +180,7 @@ def test_throughput_benchmark_times_exported_programs(tmp_path):
         ("resnet20:dense", "-"), ("resnet20:dense", "exported"),
         ("resnet20:stt:4:2", "-"), ("resnet20:stt:4:2", "factorized"), ("resnet20:stt:4:2", "folded")]
     assert float(rows[1]["vs_dense"]) == 1.0 and all(float(r["images_per_s"]) > 0 for r in rows)
+    assert rows[0]["program_mib"] == "" and all(float(r["program_mib"]) > 0 for r in rows if r["program"] != "-")
     assert "| plan | modes | compile | program |" in out.with_suffix(".md").read_text()
 
     bad = subprocess.run([sys.executable, script, "--programs"], cwd=ROOT, capture_output=True, text=True, timeout=120)

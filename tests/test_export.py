@@ -181,29 +181,31 @@ def test_cli_export_writes_everything(study):
     assert "stsearch.load(" in card and "torch.export.load(" in card
 
 
-def test_cli_fold_weights_writes_a_program_with_plain_layers_that_matches(study, exported, tmp_path, capsys):
-    number = next(t.number for t in study.trials() if t.user_attrs.get("baseline"))  # the STT baseline
-    code, out, err = _cli(capsys, "export", "tiny", "--trial", str(number), "--fold-weights",
-                          "--out", str(tmp_path / "folded"), "--results-dir", str(study.results_dir))
-    assert code == 0, err
-    meta = read_meta(tmp_path / "folded")
+def test_programs_fold_dense_mode_layers_by_default_and_keep_factors_on_request(study, exported, tmp_path, capsys):
+    out, number = exported  # the default export
+    meta = read_meta(out)
     assert meta["program_weights"] == "folded" and meta["folded_layers"]
     assert all(name.startswith("layer") and ".conv" in name for name in meta["folded_layers"])
-    assert " --fold-weights" in meta["command"]
-    program = torch.export.load(str(tmp_path / "folded" / "program.pt2")).module()
-    state = program.state_dict()
-    for name in meta["folded_layers"]:  # a dense kernel, no factors
+    state = torch.export.load(str(out / "program.pt2")).module().state_dict()
+    for name in meta["folded_layers"]:  # a plain kernel, no factors
         assert state[f"{name}.weight"].dim() == 4
         assert not any(key.startswith(f"{name}.weight_tensor") for key in state)
+    assert "folded in" in (out / "MODEL_CARD.md").read_text()
+
+    code, _, err = _cli(capsys, "export", "tiny", "--trial", str(number), "--no-fold-weights",
+                        "--out", str(tmp_path / "factors"), "--results-dir", str(study.results_dir))
+    assert code == 0, err
+    meta = read_meta(tmp_path / "factors")
+    assert meta["program_weights"] == "factorized" and meta["folded_layers"] is None
+    assert " --no-fold-weights" in meta["command"]
+    assert "factorized weights rebuilt per call" in (tmp_path / "factors" / "MODEL_CARD.md").read_text()
+    program = torch.export.load(str(tmp_path / "factors" / "program.pt2")).module()
+    assert any(".weight_tensor." in key for key in program.state_dict())
     ref = _trained_model(study, number)
     for batch in (1, 3):
         x = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
             assert torch.allclose(program(x), ref(x), atol=1e-5, rtol=1e-5)
-    assert "folded in (`--fold-weights`)" in (tmp_path / "folded" / "MODEL_CARD.md").read_text()
-    default, _ = exported  # without the flag the program keeps the factors
-    assert read_meta(default)["program_weights"] == "factorized" and read_meta(default)["folded_layers"] is None
-    assert "factorized weights rebuilt per call" in (default / "MODEL_CARD.md").read_text()
 
 
 def test_cli_finetune_updates_metrics(study, tmp_path, capsys):

@@ -19,9 +19,10 @@ def _args(p: argparse.ArgumentParser) -> None:
     pick.add_argument("--min-cf", type=float, metavar="X", help="the most accurate trial with compression >= X")
     p.add_argument("--out", help="export folder (default: results/<study>/export/trial-<N>)")
     p.add_argument("--finetune", type=float, metavar="E", help="train E more epochs (the trial's config) before saving")
-    p.add_argument("--fold-weights", action="store_true",
-                   help="the program holds the rebuilt weight of each layer that runs its dense mode: faster, "
-                        "as large as those dense weights (model.safetensors stays factorized)")
+    p.add_argument("--fold-weights", action=argparse.BooleanOptionalAction, default=True,
+                   help="the program holds the rebuilt weight of each layer that runs its dense mode (default): "
+                        "no rebuild per call, those layers' dense weights on disk; --no-fold-weights keeps every "
+                        "factor in the program (model.safetensors stays factorized either way)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db)")
     p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
 
@@ -37,8 +38,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += [flag, str(value)]
     if args.knee:
         words.append("--knee")
-    if args.fold_weights:
-        words.append("--fold-weights")
+    if not args.fold_weights:
+        words.append("--no-fold-weights")
     if args.results_dir != "results":
         words += ["--results-dir", args.results_dir]
     return shlex.join(words)

@@ -71,7 +71,7 @@ def export_trial(
     *,
     finetune_epochs: float | None = None,
     command: str | None = None,
-    fold_weights: bool = False,
+    fold_weights: bool = True,
 ) -> Path:
     """Export ``trial`` (a FrozenTrial or a trial number) of a study (or ``SearchRun``) to ``out_dir``.
 
@@ -79,9 +79,10 @@ def export_trial(
     the trial folder, or fine-tuned ``finetune_epochs`` more epochs),
     ``metrics.json``, ``export.json`` (study, trial, class count, input shape,
     program format, ``command``), ``program.pt2`` (or ``program.ts``) and
-    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` the program holds the rebuilt
-    weights of the layers that run their dense mode (faster, larger; the safetensors weights stay
-    factorized).
+    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` (the default) the program holds
+    the rebuilt weights of the layers that run their dense mode, so no call rebuilds them; without,
+    it keeps every factor (smaller where those layers are large, slower). The safetensors weights
+    stay factorized either way.
     """
     from ..summary import summarize
 

@@ -50,8 +50,8 @@ def _weights_note(meta: Mapping[str, Any]) -> str:
     """How the program stores the weights: factorized (rebuilt per call) or folded."""
     folded = meta.get("folded_layers")
     if meta.get("program_weights") != "folded" or folded is None:
-        return ", factorized weights rebuilt per call; `stsearch export --fold-weights` writes a faster one"
-    return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in (`--fold-weights`)"
+        return ", factorized weights rebuilt per call"
+    return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in"
 
 
 def model_card(spec: TrialSpec, metrics: Mapping[str, Any], meta: Mapping[str, Any], layers: pd.DataFrame) -> str:
