@@ -107,3 +107,24 @@ def test_warm_start_from_pretrained_dense_checkpoint_and_distillation(tmp_path):
     bad = TrialSpec(**{**spec.to_dict(), "pretrained": str(tmp_path / "bad.safetensors")})
     with pytest.raises(ValueError, match="does not fit the dense resnet8_digits"):
         build_model(bad, num_classes=10)
+
+
+def test_latency_is_measured_on_the_model_as_exported(tmp_path, monkeypatch):
+    """Dense-mode layers are folded (as in the exported program); factor-by-factor layers stay."""
+    import stsearch.trial as trial_module
+    from stsearch.layers import FactorizedBase
+
+    seen = {}
+
+    def fake_latency(model, input_shape, **kwargs):
+        seen["layers"] = [m.resolved_mode() for m in model.modules() if isinstance(m, FactorizedBase)]
+        seen["convs"] = sum(type(m).__name__ == "Conv2d" for m in model.modules())
+        return {"ms_median": 1.0}
+
+    monkeypatch.setattr(trial_module, "measure_latency", fake_latency)
+    plan = NetworkPlan.from_dict({"layers": {"layer1.*": {"family": "stt", "rank": 8, "t": 2, "forward": "dense"},
+                                             "layer2.*": {"family": "stt", "rank": 8, "t": 2, "forward": "factorized"}}})
+    m = run_trial(_spec(plan, epochs=0.1), workdir=tmp_path, progress=False)
+    assert m["latency_ms"] == 1.0
+    assert seen["layers"] and set(seen["layers"]) == {"factorized"}  # layer2's convs, not folded
+    assert seen["convs"] >= 3  # the stem and layer1's two convs, folded
