@@ -135,7 +135,7 @@ def export_trial(
 
 
 def write_program_meta(model: nn.Module, input_shape: tuple[int, ...], out: Path, meta: dict[str, Any], *,
-                       fold: bool = False) -> None:
+                       fold: bool = True) -> None:
     """Write the traced program into ``out`` and record its file, format and folded layers in ``meta``."""
     from .program import write_program
 

@@ -28,7 +28,7 @@ class ProgramInfo:
     dynamic_batch: bool
     export_error: str | None = None
     error: str | None = None
-    folded: list[str] | None = None  # layers holding their rebuilt weight in the program (fold=True)
+    folded: list[str] | None = None  # layers holding their rebuilt weight in the program (None: fold=False)
 
 
 def _check(program: nn.Module, model: nn.Module, input_shape: tuple[int, ...], dynamic: bool) -> None:
@@ -61,13 +61,13 @@ def _torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> None:
         torch.jit.save(traced, str(path))
 
 
-def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path, *, fold: bool = False) -> ProgramInfo:
+def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path, *, fold: bool = True) -> ProgramInfo:
     """Trace ``model`` (a CPU copy, eval mode, no grad) on one example input and save it in ``folder``.
 
-    With ``fold`` the factorized layers that run their ``dense`` mode are traced as plain layers
-    holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`): a program as fast
-    as the dense model's for those layers, as large as their dense weights. Either way the program
-    is checked against the unfolded model.
+    With ``fold`` (the default) the factorized layers that run their ``dense`` mode are traced as
+    plain layers holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`): no
+    rebuild per call, their dense weights on disk; ``fold=False`` keeps every factor. Either way the
+    program is checked against the unfolded model.
 
     ``program.pt2`` (``torch.export.save``, batch dimension dynamic when it
     can be) is preferred; if exporting fails, or the saved program does not
