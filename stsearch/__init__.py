@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load(path: "str | os.PathLike[str]") -> "torch.nn.Module":  # noqa: F821  (lazy: importing stsearch stays cheap)
-    """The compressed model of an export folder or a trial folder (see :func:`stsearch.export.load`)."""
+def load(path: "str | os.PathLike[str]", *, fold: bool = False) -> "torch.nn.Module":  # noqa: F821  (lazy import)
+    """The compressed model of an export folder or a trial folder (see :func:`stsearch.export.load`);
+    ``fold=True``: dense-mode layers hold their rebuilt weights, as in the exported program."""
     from .export import load as _load
 
-    return _load(path)
+    return _load(path, fold=fold)

@@ -191,6 +191,12 @@ def test_programs_fold_dense_mode_layers_by_default_and_keep_factors_on_request(
         assert state[f"{name}.weight"].dim() == 4
         assert not any(key.startswith(f"{name}.weight_tensor") for key in state)
     assert "folded in" in (out / "MODEL_CARD.md").read_text()
+    folded, factorized = stsearch.load(out, fold=True), stsearch.load(out)
+    names = {name for name, m in folded.named_modules() if type(m) is torch.nn.Conv2d}
+    assert set(meta["folded_layers"]) <= names and not folded.training
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(folded(x), factorized(x), atol=1e-5, rtol=1e-5)
 
     code, _, err = _cli(capsys, "export", "tiny", "--trial", str(number), "--no-fold-weights",
                         "--out", str(tmp_path / "factors"), "--results-dir", str(study.results_dir))

@@ -69,12 +69,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return {"num_classes": num_classes, "input_shape": list(input_shape)}
 
 
-def load(path: str | Path) -> nn.Module:
+def load(path: str | Path, *, fold: bool = False) -> nn.Module:
     """The factorized model of an export folder or a trial folder, weights loaded (strict), in eval mode.
 
     The model is rebuilt from ``trial.json`` (model, kwargs, plan) and the
     class count recorded in ``export.json`` (for a trial folder, derived from
     the data set's name), so no data are needed. The caller's RNG state is kept.
+    ``fold=True`` returns it with the layers that run their dense mode replaced by plain
+    layers holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`), as
+    the exported program runs: for inference, not for training the factors further.
     """
     folder = _folder(path)
     spec = TrialSpec.load(folder)
@@ -86,6 +89,11 @@ def load(path: str | Path) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # the throw-away random init must not move the caller's RNG
         model, _ = build_model(spec, num_classes=int(meta["num_classes"]), load_pretrained=False)
     model.load_state_dict(load_state_dict_file(weights), strict=True)
+    if fold:
+        from ..compress import fold_dense_layers
+
+        example = torch.zeros(2, *(int(d) for d in meta["input_shape"]))
+        model, _ = fold_dense_layers(model, example, inplace=True)
     return model.eval()
 
 
