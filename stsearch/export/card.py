@@ -51,6 +51,8 @@ def _weights_note(meta: Mapping[str, Any]) -> str:
     folded = meta.get("folded_layers")
     if meta.get("program_weights") != "folded" or folded is None:
         return ", factorized weights rebuilt per call"
+    if not folded:
+        return ", no factorized layer runs its dense mode: nothing to fold"
     return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in"
 
 
