@@ -175,7 +175,7 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
     cfg.chosen = forward_modes(net)
     if cfg.program is not None:  # what `stsearch export [--fold-weights]` writes, loaded with torch alone
         with tempfile.TemporaryDirectory() as tmp:
-            info = write_program(net, INPUT, Path(tmp), fold=cfg.program == "folded")
+            info = write_program(net, INPUT, Path(tmp), fold=cfg.program == "folded", batch=x.shape[0])
             if info.file != "program.pt2":
                 raise SystemExit(f"throughput: torch.export failed for {cfg.label}: {info.export_error or info.error}")
             net = torch.export.load(str(Path(tmp) / info.file)).module().to(device)

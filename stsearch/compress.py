@@ -17,7 +17,7 @@ from .tensors.spec import FactorSpec
 
 __all__ = [
     "LayerGeometry", "factorizable_layers", "layer_geometries", "resolve_plan", "build_layer", "compress",
-    "fold_dense_layers",
+    "fold_dense_layers", "fold_for_inference",
 ]
 
 
@@ -192,6 +192,32 @@ def fold_dense_layers(
             target.set_submodule(name, module.to_dense())  # type: ignore[operator]
             folded.append(name)
     return target, folded
+
+
+@torch.no_grad()
+def fold_for_inference(
+    model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 1, tune: bool = True
+) -> tuple[nn.Module, list[str]]:
+    """An eval-mode copy of ``model`` for inference at ``batch`` samples of ``input_shape``, and the
+    names of its folded layers.
+
+    With ``tune`` each ``auto`` layer's mode is first measured at that batch without autograd
+    (:func:`stsearch.layers.tune_forward_modes`; the ``dense`` mode then costs its convolution
+    alone, as a folded layer does), else the MAC rule decides; the layers that end in the
+    ``dense`` mode are folded (:func:`fold_dense_layers`). Timing makes the choice depend on the
+    machine; the function computed does not (to rounding).
+    """
+    from .layers.tuning import tune_forward_modes
+
+    if batch < 1:
+        raise ValueError(f"fold_for_inference: batch must be >= 1, got {batch}")
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    target = copy.deepcopy(model).eval()
+    example = torch.zeros(batch, *input_shape, device=device)
+    if tune:
+        tune_forward_modes(target, example, training=False)
+    return fold_dense_layers(target, example, inplace=True)
 
 
 def _std(weight: torch.Tensor) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compress import compress, fold_dense_layers
+from .compress import compress, fold_for_inference
 from .plan import NetworkPlan
 from .train import TrainConfig, measure_latency, seed_everything, train
 
@@ -197,8 +197,8 @@ def run_trial(
         "tune_seconds": result.tune_seconds,
         "latency_ms": None,
     }
-    if result.status != "failed" and spec.measure_latency:  # as exported: dense-mode layers folded
-        deployed, _ = fold_dense_layers(model)
+    if result.status != "failed" and spec.measure_latency:  # as exported: modes tuned at batch 1, folded
+        deployed, _ = fold_for_inference(model, tuple(info.input_shape), batch=1)
         lat = measure_latency(deployed, info.input_shape, batch_size=1, device=result.device)
         metrics["latency_ms"] = lat["ms_median"]
     metrics["wall_seconds"] = time.perf_counter() - start

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from stsearch.compress import compress, factorizable_layers, fold_dense_layers
+from stsearch.compress import compress, factorizable_layers, fold_dense_layers, fold_for_inference
 from stsearch.layers import FactorizedBase, FactorizedConv2d
 from stsearch.models import create_model
 from stsearch.plan import LayerPlan, NetworkPlan
@@ -141,3 +141,25 @@ def test_fold_dense_layers_keeps_the_function_and_folds_only_dense_mode_layers(f
         torch.testing.assert_close(every(x), want, atol=1e-5, rtol=1e-5)
         conv = model.layer2[0].conv1.to_dense()  # stride 2, padding 1: the geometry is kept
         assert (conv.stride, conv.padding, conv.bias) == ((2, 2), (1, 1), None)
+
+
+@pytest.mark.parametrize("faster", ["dense", "factorized"])
+def test_fold_for_inference_folds_what_the_inference_timing_prefers(faster, monkeypatch):
+    """The measured choice, not the MAC rule, decides which auto layers are folded."""
+    import stsearch.layers.tuning as tuning
+
+    monkeypatch.setattr(tuning, "_measure", lambda layer, *a, **k: {"dense": 1.0 if faster == "dense" else 2.0,
+                                                                     "factorized": 1.0 if faster != "dense" else 2.0})
+    torch.manual_seed(0)
+    plan = NetworkPlan.uniform(["layer*.conv*"], LayerPlan("stt", rank=2, t=2))
+    model = compress(create_model("resnet8_digits"), plan).eval()
+    layers = [n for n, m in model.named_modules() if isinstance(m, FactorizedBase)]
+    folded, names = fold_for_inference(model, (1, 8, 8), batch=1)
+    assert sorted(names) == (sorted(layers) if faster == "dense" else [])
+    assert all(m.tuned_mode is None for m in model.modules() if isinstance(m, FactorizedBase))  # model untouched
+    assert not folded.training
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    untuned, untuned_names = fold_for_inference(model, (1, 8, 8), tune=False)  # the MAC rule: no measurement
+    assert untuned_names == [n for n in layers if model.get_submodule(n).resolved_mode() == "dense"]

@@ -23,6 +23,8 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="the program holds the rebuilt weight of each layer that runs its dense mode (default): "
                         "no rebuild per call, those layers' dense weights on disk; --no-fold-weights keeps every "
                         "factor in the program (model.safetensors stays factorized either way)")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="inference batch size the program's layers are tuned for before folding (default 1)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db)")
     p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
 
@@ -40,6 +42,8 @@ def command_line(args: argparse.Namespace) -> str:
         words.append("--knee")
     if not args.fold_weights:
         words.append("--no-fold-weights")
+    if args.batch != 1:
+        words += ["--batch", str(args.batch)]
     if args.results_dir != "results":
         words += ["--results-dir", args.results_dir]
     return shlex.join(words)
@@ -54,8 +58,10 @@ def export(args: argparse.Namespace) -> int:
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     trial = select_trial(run, trial=args.trial, knee=args.knee, min_cf=args.min_cf)
     out = Path(args.out) if args.out else run.folder / "export" / f"trial-{trial.number}"
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
     export_trial(run, trial, out, finetune_epochs=args.finetune, command=command_line(args),
-                 fold_weights=args.fold_weights)
+                 fold_weights=args.fold_weights, batch=args.batch)
     metrics = json.loads((out / "metrics.json").read_text())
     acc, cf = metrics.get("val_acc"), metrics.get("compression")
     print(out)

@@ -72,6 +72,7 @@ def export_trial(
     finetune_epochs: float | None = None,
     command: str | None = None,
     fold_weights: bool = True,
+    batch: int = 1,
 ) -> Path:
     """Export ``trial`` (a FrozenTrial or a trial number) of a study (or ``SearchRun``) to ``out_dir``.
 
@@ -79,10 +80,10 @@ def export_trial(
     the trial folder, or fine-tuned ``finetune_epochs`` more epochs),
     ``metrics.json``, ``export.json`` (study, trial, class count, input shape,
     program format, ``command``), ``program.pt2`` (or ``program.ts``) and
-    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` (the default) the program holds
-    the rebuilt weights of the layers that run their dense mode, so no call rebuilds them; without,
-    it keeps every factor (smaller where those layers are large, slower). The safetensors weights
-    stay factorized either way.
+    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` (the default) each layer's mode is
+    measured for inference at ``batch`` samples and the program holds the rebuilt weights of the
+    layers in the dense mode, so no call rebuilds them; without, it keeps every factor (smaller
+    where those layers are large, slower). The safetensors weights stay factorized either way.
     """
     from ..summary import summarize
 
@@ -124,7 +125,7 @@ def export_trial(
     spec.save(out)
     (out / PLAN_FILE).write_text(json.dumps(spec.plan, indent=2))
     (out / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2))
-    write_program_meta(model, input_shape, out, meta, fold=fold_weights)
+    write_program_meta(model, input_shape, out, meta, fold=fold_weights, batch=batch)
     (out / EXPORT_FILE).write_text(json.dumps(_jsonable(meta), indent=2))
     layers = summarize(spec.model, spec.network_plan(), input_shape=input_shape,
                        **{**spec.model_kwargs, "num_classes": num_classes}).table
@@ -135,11 +136,12 @@ def export_trial(
 
 
 def write_program_meta(model: nn.Module, input_shape: tuple[int, ...], out: Path, meta: dict[str, Any], *,
-                       fold: bool = True) -> None:
+                       fold: bool = True, batch: int = 1) -> None:
     """Write the traced program into ``out`` and record its file, format and folded layers in ``meta``."""
     from .program import write_program
 
-    info = write_program(model, input_shape, out, fold=fold)
+    info = write_program(model, input_shape, out, fold=fold, batch=batch)
     meta.update(program=info.file, program_format=info.format, dynamic_batch=info.dynamic_batch,
                 export_error=info.export_error, program_error=info.error,
-                program_weights="folded" if fold else "factorized", folded_layers=info.folded)
+                program_weights="folded" if fold else "factorized", folded_layers=info.folded,
+                program_batch=batch if fold else None)

@@ -51,9 +51,10 @@ def _weights_note(meta: Mapping[str, Any]) -> str:
     folded = meta.get("folded_layers")
     if meta.get("program_weights") != "folded" or folded is None:
         return ", factorized weights rebuilt per call"
+    at = f" (modes measured at batch {meta['program_batch']})" if meta.get("program_batch") else ""
     if not folded:
-        return ", no factorized layer runs its dense mode: nothing to fold"
-    return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in"
+        return f", no factorized layer runs its dense mode{at}: nothing to fold"
+    return f", rebuilt weights of {len(folded)} layer{'s' if len(folded) != 1 else ''} folded in{at}"
 
 
 def model_card(spec: TrialSpec, metrics: Mapping[str, Any], meta: Mapping[str, Any], layers: pd.DataFrame) -> str:

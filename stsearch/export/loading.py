@@ -75,9 +75,10 @@ def load(path: str | Path, *, fold: bool = False) -> nn.Module:
     The model is rebuilt from ``trial.json`` (model, kwargs, plan) and the
     class count recorded in ``export.json`` (for a trial folder, derived from
     the data set's name), so no data are needed. The caller's RNG state is kept.
-    ``fold=True`` returns it with the layers that run their dense mode replaced by plain
-    layers holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`), as
-    the exported program runs: for inference, not for training the factors further.
+    ``fold=True`` returns it as the exported program runs: each ``auto`` layer's mode measured
+    for inference at batch 1, and the layers in the ``dense`` mode replaced by plain layers
+    holding their rebuilt weights (:func:`stsearch.compress.fold_for_inference`); for
+    inference, not for training the factors further.
     """
     folder = _folder(path)
     spec = TrialSpec.load(folder)
@@ -90,10 +91,9 @@ def load(path: str | Path, *, fold: bool = False) -> nn.Module:
         model, _ = build_model(spec, num_classes=int(meta["num_classes"]), load_pretrained=False)
     model.load_state_dict(load_state_dict_file(weights), strict=True)
     if fold:
-        from ..compress import fold_dense_layers
+        from ..compress import fold_for_inference
 
-        example = torch.zeros(2, *(int(d) for d in meta["input_shape"]))
-        model, _ = fold_dense_layers(model, example, inplace=True)
+        model, _ = fold_for_inference(model, tuple(int(d) for d in meta["input_shape"]))
     return model.eval()
 
 

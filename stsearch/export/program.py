@@ -61,13 +61,16 @@ def _torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> None:
         torch.jit.save(traced, str(path))
 
 
-def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path, *, fold: bool = True) -> ProgramInfo:
+def write_program(
+    model: nn.Module, input_shape: tuple[int, ...], folder: Path, *, fold: bool = True, batch: int = 1
+) -> ProgramInfo:
     """Trace ``model`` (a CPU copy, eval mode, no grad) on one example input and save it in ``folder``.
 
-    With ``fold`` (the default) the factorized layers that run their ``dense`` mode are traced as
-    plain layers holding their rebuilt weights (:func:`stsearch.compress.fold_dense_layers`): no
-    rebuild per call, their dense weights on disk; ``fold=False`` keeps every factor. Either way the
-    program is checked against the unfolded model.
+    With ``fold`` (the default) each ``auto`` layer's mode is measured for inference at ``batch``
+    and the layers that end in the ``dense`` mode are traced as plain layers holding their rebuilt
+    weights (:func:`stsearch.compress.fold_for_inference`): no rebuild per call, their dense weights
+    on disk; ``fold=False`` keeps every factor. Either way the program is checked against the
+    unfolded model.
 
     ``program.pt2`` (``torch.export.save``, batch dimension dynamic when it
     can be) is preferred; if exporting fails, or the saved program does not
@@ -75,11 +78,11 @@ def write_program(model: nn.Module, input_shape: tuple[int, ...], folder: Path, 
     file, left by an earlier export, is removed. Never raises for a model that
     cannot be traced: the reason is in the result.
     """
-    from ..compress import fold_dense_layers
+    from ..compress import fold_for_inference
 
     ref = copy.deepcopy(model).to("cpu").eval()
     x = torch.randn(TRACE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
-    traced, folded = fold_dense_layers(ref, x) if fold else (ref, None)
+    traced, folded = fold_for_inference(ref, input_shape, batch=batch) if fold else (ref, None)
     for name in PROGRAM_FILES:
         (folder / name).unlink(missing_ok=True)
     pt2, ts = folder / "program.pt2", folder / "program.ts"
