@@ -173,13 +173,15 @@ def build(cfg: Config, device: torch.device, channels_last: bool, amp: torch.dty
         tune_forward_modes(net, x, training=not inference, context=lambda: autocast(device, amp))
         cfg.tune_s = time.perf_counter() - t0
     cfg.chosen = forward_modes(net)
-    if cfg.program is not None:  # what `stsearch export [--fold-weights]` writes, loaded with torch alone
+    if cfg.program is not None:  # what `stsearch export [--no-fold-weights]` writes, loaded with torch alone
         with tempfile.TemporaryDirectory() as tmp:
             info = write_program(net, INPUT, Path(tmp), fold=cfg.program == "folded", batch=x.shape[0])
             if info.file != "program.pt2":
                 raise SystemExit(f"throughput: torch.export failed for {cfg.label}: {info.export_error or info.error}")
             net = torch.export.load(str(Path(tmp) / info.file)).module().to(device)
             cfg.program_mib = (Path(tmp) / info.file).stat().st_size / 2**20
+        if info.folded is not None:  # the program's own choice: measured for inference, then folded
+            cfg.chosen = {name: "dense" if name in info.folded else "factorized" for name in cfg.chosen}
     cfg.net = net
     cfg.opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers.factorized import FactorizedBase, FactorizedConv2d, FactorizedLinear
+from .layers.factorized import FactorizedConv2d, FactorizedLinear
 from .layers.layout import Layout
+from .layers.tuning import factorized_layers, tune_forward_modes
 from .plan import LayerPlan, NetworkPlan
 from .tensors.spec import FactorSpec
 
@@ -185,8 +186,8 @@ def fold_dense_layers(
         target.eval()(example)
         target.train(was_training)
     folded = []
-    for name, module in list(target.named_modules()):
-        if isinstance(module, FactorizedBase) and (every or module.resolved_mode() == "dense"):
+    for name, module in factorized_layers(target).items():
+        if every or module.resolved_mode() == "dense":
             if not name:  # the model is one factorized layer
                 return module.to_dense(), [name]  # type: ignore[operator]
             target.set_submodule(name, module.to_dense())  # type: ignore[operator]
@@ -207,17 +208,15 @@ def fold_for_inference(
     ``dense`` mode are folded (:func:`fold_dense_layers`). Timing makes the choice depend on the
     machine; the function computed does not (to rounding).
     """
-    from .layers.tuning import tune_forward_modes
-
     if batch < 1:
         raise ValueError(f"fold_for_inference: batch must be >= 1, got {batch}")
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     target = copy.deepcopy(model).eval()
     example = torch.zeros(batch, *input_shape, device=device)
-    if tune:
+    if tune:  # its probe pass also sets the input sizes, so fold_dense_layers needs none
         tune_forward_modes(target, example, training=False)
-    return fold_dense_layers(target, example, inplace=True)
+    return fold_dense_layers(target, None if tune else example, inplace=True)
 
 
 def _std(weight: torch.Tensor) -> float | None:

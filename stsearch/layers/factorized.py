@@ -134,6 +134,14 @@ class FactorizedBase(nn.Module):
             self._cache_key = key
         return self._cached_weight
 
+    @torch.no_grad()
+    def _filled(self, plain: nn.Conv2d | nn.Linear) -> Any:
+        """``plain`` (a fresh layer of this one's geometry) with the rebuilt weight, the bias and the train mode."""
+        plain.weight.copy_(self.weight())
+        if self.bias is not None:
+            plain.bias.copy_(self.bias)  # type: ignore[union-attr]
+        return plain.train(self.training)
+
     def _factorized(self, x: torch.Tensor, args: ConvArgs) -> torch.Tensor:
         base = self.spec.base
         if base == "tucker":
@@ -194,17 +202,12 @@ class FactorizedConv2d(FactorizedBase):
             **kwargs,
         )
 
-    @torch.no_grad()
     def to_dense(self) -> nn.Conv2d:
         """The plain ``nn.Conv2d`` with the rebuilt weight (and the bias): the same function."""
-        w = self.weight()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                         padding=self.padding, dilation=self.dilation, bias=self.bias is not None,
-                         device=w.device, dtype=w.dtype)
-        conv.weight.copy_(w)
-        if self.bias is not None:
-            conv.bias.copy_(self.bias)  # type: ignore[union-attr]
-        return conv.train(self.training)
+        p = self.weight_tensor.factors[0]
+        return self._filled(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                                      padding=self.padding, dilation=self.dilation, bias=self.bias is not None,
+                                      device=p.device, dtype=p.dtype))
 
     def positions_for(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
         h, w = input_shape[-2:]
@@ -245,16 +248,11 @@ class FactorizedLinear(FactorizedBase):
     def weight(self) -> torch.Tensor:
         return super().weight().reshape(self.layout.c_out, self.layout.c_in)
 
-    @torch.no_grad()
     def to_dense(self) -> nn.Linear:
         """The plain ``nn.Linear`` with the rebuilt weight (and the bias): the same function."""
-        w = self.weight()
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                           device=w.device, dtype=w.dtype)
-        linear.weight.copy_(w)
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)  # type: ignore[union-attr]
-        return linear.train(self.training)
+        p = self.weight_tensor.factors[0]
+        return self._filled(nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                                      device=p.device, dtype=p.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._positions = (1, 1)
