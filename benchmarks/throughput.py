@@ -242,10 +242,14 @@ def records(configs: Sequence[Config], device: torch.device, batch: int) -> list
     dense = {(c.model, c.compile, c.program is not None): statistics.median(c.times) for c in configs if c.plan is None}
     macs = {(c.label, c.compile): statistics.median(c.times) for c in configs if c.modes == "macs" and not c.program}
     eager = {(c.label, c.modes): statistics.median(c.times) for c in configs if c.compile is None and not c.program}
+    summaries: dict[str, Any] = {}  # one per plan: its modes, compile and program twins share it
     for c in configs:
         med = statistics.median(c.times)
         kind = (c.model, c.compile, c.program is not None)
-        s = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model), input_shape=INPUT, num_classes=CLASSES)
+        if c.label not in summaries:
+            summaries[c.label] = summarize(c.model, c.plan or NetworkPlan(layers={}, model=c.model),
+                                           input_shape=INPUT, num_classes=CLASSES)
+        s = summaries[c.label]
         fact = sum(1 for m in c.chosen.values() if m == "factorized")
         out.append({
             "plan": c.label, "model": c.model, "modes": c.modes, "compile": c.compile or "-",
