@@ -39,6 +39,23 @@ def test_conv_matches_dense_conv_with_reconstructed_weight(fam, t, rank, mode, k
 
 @pytest.mark.parametrize("fam,t,rank", FAMILIES)
 @pytest.mark.parametrize("mode", ["dense", "factorized"])
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_conv_keeps_the_padding_mode_of_the_conv_it_replaces(fam, t, rank, mode, padding_mode):
+    conv = torch.nn.Conv2d(16, 32, 3, stride=2, padding=1, padding_mode=padding_mode).double()
+    layout, spec = LayerPlan(fam, rank=rank, t=t).resolve(32, 16, (3, 3), name="x")
+    layer = FactorizedConv2d.from_conv(conv, layout, spec, forward_mode=mode)
+    x = torch.randn(2, 16, 9, 9, dtype=D)
+    ref = conv._conv_forward(x, layer.weight(), layer.bias)  # nn.Conv2d's own padding
+    torch.testing.assert_close(layer(x), ref, rtol=1e-9, atol=1e-9)
+    plain = layer.to_dense()
+    assert plain.padding_mode == padding_mode
+    torch.testing.assert_close(plain(x), ref, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        FactorizedConv2d(layout, spec, padding=1, padding_mode="mirror")
+
+
+@pytest.mark.parametrize("fam,t,rank", FAMILIES)
+@pytest.mark.parametrize("mode", ["dense", "factorized"])
 def test_linear_matches_dense_linear(fam, t, rank, mode):
     lin = torch.nn.Linear(64, 32).double()
     layout, spec = LayerPlan(fam, rank=rank, t=t).resolve(32, 64, (1, 1), name="fc")
@@ -100,12 +117,14 @@ def test_gradients_reach_every_factor(fam, t, rank, mode):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("fam,rank", [("tucker", 16), ("tt", (9, 16)), ("tr", 8)])
+@pytest.mark.parametrize("fam,rank", [("tucker", 16), ("tt", (9, 16)), ("tr", 8), ("tr", 16)])
 def test_full_rank_init_from_pretrained_weight_reproduces_conv(fam, rank):
     conv = torch.nn.Conv2d(16, 16, 3, padding=1).double()
     plan = LayerPlan(fam, rank=rank, in_modes=(4, 4), out_modes=(4, 4)) if fam != "tucker" else LayerPlan(fam, rank=rank)
-    if fam == "tr":
-        plan = LayerPlan("tr", rank=(4, 4, 16, 16, 4), in_modes=(4, 4), out_modes=(4, 4))
+    if fam == "tr" and rank == 8:
+        plan = LayerPlan("tr", rank=(4, 4, 16, 16, 4), in_modes=(4, 4), out_modes=(4, 4))  # the TT ranks
+    elif fam == "tr":  # a uniform ring rank at least the TT ranks (4, 16, 16, 4) holds the weight too
+        plan = LayerPlan("tr", rank=16, in_modes=(4, 4), out_modes=(4, 4))
     layout, spec = plan.resolve(16, 16, (3, 3), name="c")
     layer = FactorizedConv2d.from_conv(conv, layout, spec)
     err = layer.init_from_weight(conv.weight)

@@ -102,6 +102,37 @@ def test_full_rank_reconstructs_random_tensor(family, ranks):
     assert relative_error(x, spec, params) < 1e-5
 
 
+@pytest.mark.parametrize(
+    "family,ranks",
+    [("tt", (16,) * 6), ("tr", (16,) * 7), ("tr", (8,) * 7)],
+)
+def test_ranks_above_the_tensors_own_are_exact(family, ranks):
+    """Bond ranks at or above the tensor's TT ranks reconstruct it exactly, uniform ring ranks included.
+
+    A 16->16 3x3 conv weight in TR layout (modes 4,2,2,9,4,2,2) has TT ranks 4,8,16,16,4,2:
+    a TT or a ring with every rank 16 holds it exactly; so does a rank-8 ring for 8->8 (2,2,2,9,2,2,2).
+    """
+    modes = (4, 2, 2, 9, 4, 2, 2) if ranks[0] == 16 else (2, 2, 2, 9, 2, 2, 2)
+    x = torch.randn(*modes, dtype=D)
+    spec = FactorSpec(family, modes, ranks)
+    assert relative_error(x, spec, decompose(x, spec)) < 1e-10
+
+
+def test_ring_decomposition_keeps_the_better_of_tr_svd_and_a_closed_train():
+    from stsearch.tensors.decompose import _ring_svd, _train_as_ring
+
+    wins = {"ring": 0, "train": 0}
+    for seed in range(6):
+        torch.manual_seed(seed)
+        spec = FactorSpec("str", (4, 2, 2, 9, 4, 2, 2), (8,) * 7, t=2)
+        x = torch.randn(*spec.modes, dtype=D)
+        e_ring = relative_error(x, spec, _ring_svd(x, spec))
+        e_train = relative_error(x, spec, _train_as_ring(x, spec))
+        assert relative_error(x, spec, decompose(x, spec)) == pytest.approx(min(e_ring, e_train), rel=1e-9)
+        wins["ring" if e_ring < e_train else "train"] += 1
+    assert wins["ring"] and wins["train"]  # neither candidate is always the better one
+
+
 @pytest.mark.parametrize("family,ranks", [("sttu", (4, 4, 6, 4)), ("stt", (8, 8, 4))])
 def test_semi_tensor_decomposition_recovers_semi_tensor_tensors(family, ranks):
     spec = FactorSpec(family, MODES, ranks, t=2)

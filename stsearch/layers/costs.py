@@ -2,7 +2,10 @@
 
 The counts mirror the contractions in :mod:`stsearch.layers.contract` and
 :mod:`stsearch.tensors.functional` operation by operation, so that
-``2 × MACs`` equals what ``torch.utils.flop_counter.FlopCounterMode`` measures.
+``2 × MACs`` equals what ``torch.utils.flop_counter.FlopCounterMode`` measures, except
+where a semi-tensor factor has a contracted size of 1 (a mode or rank equal to ``t``):
+torch runs that contraction as an elementwise product, which is counted here and not by
+``FlopCounterMode``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from .layout import Layout
 
 __all__ = ["FactorizedBase", "FactorizedConv2d", "FactorizedLinear"]
 
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
 
 class FactorizedBase(nn.Module):
     """Shared state: layout, spec, factors, bias, forward-mode choice and counts.
@@ -172,16 +174,29 @@ class FactorizedConv2d(FactorizedBase):
         padding: int | tuple[int, int] = 0,
         dilation: int | tuple[int, int] = 1,
         bias: bool = False,
+        padding_mode: str = "zeros",
         **kwargs: Any,
     ) -> None:
         super().__init__(layout, spec, bias=bias, **kwargs)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
         self.in_channels, self.out_channels = layout.c_in, layout.c_out
         self.kernel_size = layout.kernel
         self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        self.padding_mode = padding_mode
 
     @property
     def conv_args(self) -> ConvArgs:
-        return (self.stride, self.padding, self.dilation)  # type: ignore[return-value]
+        """Stride, padding and dilation of the convolution after :meth:`_pad` (no padding left for other modes)."""
+        padding = self.padding if self.padding_mode == "zeros" else (0, 0)
+        return (self.stride, padding, self.dilation)  # type: ignore[return-value]
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded by ``padding_mode`` when it is not ``zeros`` (as ``nn.Conv2d`` does)."""
+        if self.padding_mode == "zeros":
+            return x
+        ph, pw = self.padding
+        return F.pad(x, (pw, pw, ph, ph), mode=self.padding_mode)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, layout: Layout, spec: FactorSpec, **kwargs: Any) -> "FactorizedConv2d":
@@ -197,6 +212,7 @@ class FactorizedConv2d(FactorizedBase):
             padding=conv.padding,  # type: ignore[arg-type]
             dilation=conv.dilation,
             bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
             device=conv.weight.device,
             dtype=conv.weight.dtype,
             **kwargs,
@@ -207,7 +223,7 @@ class FactorizedConv2d(FactorizedBase):
         p = self.weight_tensor.factors[0]
         return self._filled(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
                                       padding=self.padding, dilation=self.dilation, bias=self.bias is not None,
-                                      device=p.device, dtype=p.dtype))
+                                      padding_mode=self.padding_mode, device=p.device, dtype=p.dtype))
 
     def positions_for(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
         h, w = input_shape[-2:]
@@ -222,8 +238,10 @@ class FactorizedConv2d(FactorizedBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._positions = self.positions_for(x.shape)
+        x = self._pad(x)
+        stride, padding, dilation = self.conv_args
         if self.resolved_mode() == "dense":
-            return F.conv2d(x, self._dense_weight(), self.bias, self.stride, self.padding, self.dilation)
+            return F.conv2d(x, self._dense_weight(), self.bias, stride, padding, dilation)
         y = self._factorized(x, self.conv_args)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)

@@ -102,7 +102,7 @@ def _input_shapes(model: nn.Module, example: torch.Tensor, layers: Mapping[str, 
 
 def _geometry(layer: FactorizedBase, shape: tuple, dtype: torch.dtype, channels_last: bool) -> tuple:
     """What the speed of a layer's modes depends on: equal geometries share one measurement."""
-    conv = getattr(layer, "conv_args", None)
+    conv = getattr(layer, "conv_args", None), getattr(layer, "padding_mode", None)
     return (type(layer), layer.layout, layer.spec, conv, layer.bias is not None, shape, dtype, channels_last)
 
 
