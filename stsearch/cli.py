@@ -7,6 +7,7 @@ into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -50,6 +51,10 @@ def run_guarded(fn: Command, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stsearch status NAME | head`: the reader left; stop quietly, as a C tool would
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:

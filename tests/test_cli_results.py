@@ -56,3 +56,45 @@ def test_results_commands_on_unknown_or_empty_studies(studies, tmp_path, capsys)
     SearchRun.create(SearchSpace.load(_space(tmp_path)), name="empty", results_dir=studies, trials=1)
     assert main(["pareto", "empty", "--results-dir", str(studies)]) == 2
     assert "no finished full-budget trial" in capsys.readouterr().err
+
+
+def test_workers_write_the_frame_and_plot_compares_studies_of_other_storages(studies, tmp_path, capsys):
+    url = f"journal:{tmp_path / 'shared.log'}"
+    results = tmp_path / "results"
+    for name in ("ja", "jb"):
+        SearchRun.create(SearchSpace.load(_space(tmp_path)), name=name, storage=url, results_dir=results, trials=2)
+        assert main(["worker", "--name", name, "--storage", url, "--results-dir", str(results), "--no-progress"]) == 0
+        # a study trained only by workers has its trials.csv/parquet too
+        assert (results / name / "trials.parquet").exists()
+        assert (results / name / "trials.csv").read_text().count("\n") == 3  # header + 2 trials
+    capsys.readouterr()
+    # two studies in one shared storage
+    assert main(["plot", "ja", "--storage", url, "--results-dir", str(results), "--compare", "jb"]) == 0
+    assert (results / "ja" / "plots" / "compare.png").stat().st_size > 1000
+    # a default SQLite study next to one kept elsewhere: STUDY=URL
+    assert main(["plot", "one", "--results-dir", str(studies), "--compare", f"ja={url}", "two",
+                 "--out", str(tmp_path / "mixed")]) == 0
+    assert (tmp_path / "mixed" / "compare.svg").exists()
+    capsys.readouterr()
+    assert main(["plot", "ja", "--storage", url, "--results-dir", str(results), "--compare", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'nope' in --storage" in err and "nope=URL" in err and err.count("\n") == 1
+    assert main(["plot", "ja", "--storage", url, "--results-dir", str(results), "--compare", "=x"]) == 2
+    assert "expected STUDY or STUDY=URL" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_total_below_the_trials_already_trained(studies, capsys):
+    assert main(["resume", "one", "--trials", "2", "--results-dir", str(studies), "--dispatch", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "--trials 2 is below the 3 trials" in err and "--trials 3 or more" in err
+    assert SearchRun.open("one", results_dir=studies).target == 3
+
+
+def test_output_cut_by_a_closed_pipe_ends_quietly(studies):
+    """`stsearch status NAME | head -1`: the reader leaves before stsearch writes; no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "stsearch", "status", "one", "--results-dir", str(studies)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the process has imported torch and written anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -22,14 +22,35 @@ def _pareto_args(p: argparse.ArgumentParser) -> None:
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--compare", nargs="+", default=[], metavar="STUDY", help="other studies to draw on one axis")
+    p.add_argument("--compare", nargs="+", default=[], metavar="STUDY[=URL]",
+                   help="other studies to draw on one axis: looked up in --storage, then in results/<study>/study.db; "
+                        "STUDY=URL names the storage of one")
     p.add_argument("--out", help="folder for the images (default: results/<study>/plots)")
 
 
-def _open(args: argparse.Namespace, name: str | None = None):
+def _open(args: argparse.Namespace):
     from ..search.run import SearchRun
 
-    return SearchRun.open(name or args.name, storage=args.storage if name is None else None, results_dir=args.results_dir)
+    return SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+
+
+def _open_other(args: argparse.Namespace, entry: str):
+    """A ``--compare`` study: ``NAME=URL``, else ``NAME`` in ``--storage``, else in its default SQLite file."""
+    from ..search.run import SearchRun
+
+    name, sep, url = entry.partition("=")
+    if sep:
+        if not name or not url:
+            raise ValueError(f"--compare {entry!r}: expected STUDY or STUDY=URL, e.g. other=journal:/shared/study.log")
+        return SearchRun.open(name, storage=url, results_dir=args.results_dir)
+    if args.storage:
+        try:
+            return SearchRun.open(name, storage=args.storage, results_dir=args.results_dir)
+        except ValueError:
+            if not (Path(args.results_dir) / name / "study.db").exists():
+                raise ValueError(f"--compare: no study {name!r} in --storage nor under {args.results_dir}; "
+                                 f"write {name}=URL for a study kept in another storage") from None
+    return SearchRun.open(name, storage=None, results_dir=args.results_dir)
 
 
 @command("pareto", _pareto_args)
@@ -86,7 +107,8 @@ def plot(args: argparse.Namespace) -> int:
     if args.compare:
         frames = {run.name: df}
         for other in args.compare:
-            frames[other] = trials_frame(_open(args, other).study)
+            other_run = _open_other(args, other)
+            frames[other_run.name] = trials_frame(other_run.study)
         written += plot_compare(frames, objs, out / "compare")
     for path in written:
         print(path)

@@ -51,7 +51,7 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 
 def _worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", required=True, help="study name (created by 'stsearch search' or 'stsearch create')")
+    p.add_argument("--name", required=True, help="study name (created by 'stsearch search', e.g. with --dispatch none)")
     p.add_argument("--max-trials", type=int, help="stop after training this many trials")
     p.add_argument("--num-threads", type=int, help="torch CPU threads per trial (default: all cores)")
     _common(p)
@@ -163,9 +163,28 @@ def worker(args: argparse.Namespace) -> int:
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     _check_data(run.space)
     run.reconcile(balance=False)
-    done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads)
+    frame = _FrameWriter(run)
+    try:
+        done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads, on_finish=frame.maybe)
+    finally:
+        frame.write()  # the study's trials.csv/parquet as this worker leaves it
     print(f"worker {os.getpid()}: trained {done} trials of study {run.name}", file=sys.stderr)
     return 0
+
+
+class _FrameWriter:
+    """Refreshes a study's ``trials.csv``/``trials.parquet`` after finished trials, at most every ``every`` s."""
+
+    def __init__(self, run: Any, every: float = 30.0) -> None:
+        self.run, self.every, self.last = run, every, time.monotonic()
+
+    def maybe(self, _frozen: Any = None) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.write()
+
+    def write(self) -> None:
+        self.run.write_frame()
+        self.last = time.monotonic()
 
 
 @command("status", _status_args)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -234,8 +236,14 @@ def save_frame(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     flat = _flat(df)
     flat.attrs = {k: (json.loads(json.dumps(v, default=str))) for k, v in df.attrs.items()}
     csv, pq = directory / "trials.csv", directory / "trials.parquet"
-    flat.to_csv(csv, index=False)
-    flat.to_parquet(pq, index=False)
+    # Atomic: several workers of one study may write these at once, and a reader never sees half a file.
+    for path, write in ((csv, lambda f: flat.to_csv(f, index=False)), (pq, lambda f: flat.to_parquet(f, index=False))):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return [csv, pq]
 
 

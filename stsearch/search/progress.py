@@ -53,9 +53,7 @@ class SearchProgress:
 
     def write_frame(self) -> None:
         """Refresh ``trials.csv``/``trials.parquet`` from the study."""
-        from ..results.frame import save_frame, trials_frame
-
-        save_frame(trials_frame(self.run.study), self.run.folder)
+        self.run.write_frame()
         self._last_frame = time.monotonic()
 
     def close(self) -> None:

@@ -205,6 +205,12 @@ class SearchRun:
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
 
+    def write_frame(self) -> None:
+        """Refresh ``trials.csv``/``trials.parquet`` in the study's folder from the study."""
+        from ..results.frame import save_frame, trials_frame
+
+        save_frame(trials_frame(self.study), self.folder)
+
     def counts(self) -> dict[str, int]:
         """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
         out = {"trained": 0, "running": 0, "waiting": 0, "infeasible": 0, "interrupted": 0, "cancelled": 0,
@@ -232,6 +238,10 @@ class SearchRun:
         if target is not None:
             if target < 1:
                 raise ValueError(f"--trials must be >= 1, got {target}")
+            trained = self.counts()["trained"]
+            if target < trained:
+                raise ValueError(f"--trials {target} is below the {trained} trials study {self.name} has trained; "
+                                 f"pass --trials {trained} or more (or omit it to keep {self.target})")
             self.study.set_user_attr("target_trials", int(target))
         storage = self.study._storage  # noqa: SLF001  (Optuna exposes no public handle)
         for t in self.trials():
