@@ -98,3 +98,19 @@ def test_output_cut_by_a_closed_pipe_ends_quietly(studies):
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_results_outputs_in_odd_places(studies, tmp_path, capsys):
+    nested = tmp_path / "new" / "dir" / "front.csv"
+    assert main(["pareto", "one", "--results-dir", str(studies), "--csv", str(nested)]) == 0
+    assert nested.read_text().startswith("number,")
+    capsys.readouterr()
+    assert main(["pareto", "one", "--results-dir", str(studies), "--csv", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["plot", "one", "--results-dir", str(studies), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    # an unknown --compare study is found missing before any image is drawn
+    assert main(["plot", "one", "--results-dir", str(studies), "--compare", "nosuch", "--out", str(tmp_path / "p")]) == 2
+    assert not (tmp_path / "p").exists()

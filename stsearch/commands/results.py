@@ -67,6 +67,9 @@ def pareto(args: argparse.Namespace) -> int:
     if not len(table):
         raise ValueError(f"study {run.name} has no finished full-budget trial yet; run 'stsearch status {run.name}'")
     out = Path(args.csv) if args.csv else run.folder / "pareto.csv"
+    if out.is_dir():
+        raise ValueError(f"--csv {out} is a folder; give a file name, e.g. --csv {out / 'pareto.csv'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     front = pareto_front(df, objs)
     ref = default_reference(df, objs)
@@ -93,12 +96,15 @@ def plot(args: argparse.Namespace) -> int:
                            plot_layer_heatmap, study_objectives, trials_frame)
 
     run = _open(args)
+    others = [_open_other(args, entry) for entry in args.compare]  # every study found before anything is drawn
     df = trials_frame(run.study)
     objs = study_objectives(run.study)
+    if df.empty or not (df["status"] == "completed").any():
+        raise ValueError(f"study {run.name} has no finished trial yet, nothing to plot; run 'stsearch status {run.name}'")
     out = Path(args.out) if args.out else run.folder / "plots"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the images")
     out.mkdir(parents=True, exist_ok=True)
-    if df.empty:
-        raise ValueError(f"study {run.name} has no trials yet; run 'stsearch status {run.name}'")
     written = plot_front(df, objs, out / "front", title=f"{run.name}: accuracy vs compression")
     written += plot_hypervolume(hypervolume_history(df, objs), out / "hypervolume", title=f"{run.name}: hypervolume")
     front = pareto_front(df, objs)
@@ -106,8 +112,7 @@ def plot(args: argparse.Namespace) -> int:
         written += plot_layer_heatmap(front, out / "layers")
     if args.compare:
         frames = {run.name: df}
-        for other in args.compare:
-            other_run = _open_other(args, other)
+        for other_run in others:
             frames[other_run.name] = trials_frame(other_run.study)
         written += plot_compare(frames, objs, out / "compare")
     for path in written:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ..cli import command
+from ..cli import command, non_negative_float, positive_int
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -23,13 +23,13 @@ def _dispatch_args(p: argparse.ArgumentParser) -> None:
                    help="ray: Ray Tune (default); local: train in this process, one trial at a time; "
                         "none: only create the study and its queue (for 'stsearch worker')")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
-    p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
-    p.add_argument("--cpus-per-trial", type=float, default=1)
-    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--concurrency", type=positive_int, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--cpus-per-trial", type=non_negative_float, default=1)
+    p.add_argument("--gpus-per-trial", type=non_negative_float, default=0)
     p.add_argument("--max-failures", type=int, default=2, help="Ray retries of a trial lost with a node")
     p.add_argument("--scheduler", choices=["none", "asha"], default="none",
                    help="asha: stop weak trials early (kept out of the front, recorded as pruned)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray instance (default: all)")
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -52,15 +52,15 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="study name (created by 'stsearch search', e.g. with --dispatch none)")
-    p.add_argument("--max-trials", type=int, help="stop after training this many trials")
-    p.add_argument("--num-threads", type=int, help="torch CPU threads per trial (default: all cores)")
+    p.add_argument("--max-trials", type=positive_int, help="stop after training this many trials")
+    p.add_argument("--num-threads", type=positive_int, help="torch CPU threads per trial (default: all cores)")
     _common(p)
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="study name")
-    p.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until the study is done")
-    p.add_argument("--last", type=int, default=15, help="rows of recent trials to show")
+    p.add_argument("--watch", type=non_negative_float, metavar="SECONDS", help="refresh every SECONDS until the study is done")
+    p.add_argument("--last", type=positive_int, default=15, help="rows of recent trials to show")
     _common(p)
 
 
@@ -78,11 +78,23 @@ def _load_space(args: argparse.Namespace) -> Any:
     return SearchSpace.from_dict(data, source=space.source)
 
 
-def _check_data(space: Any) -> None:
-    """Fail before any trial when the dataset cannot be loaded (e.g. a missing CIFAR folder)."""
+def _check_data(space: Any, trains_here: bool = False) -> None:
+    """Fail before any trial when the dataset cannot be loaded (e.g. a missing CIFAR folder), or, when
+    this process trains the trials (``trains_here``), when it lacks the space's ``train.device``."""
     from ..data import load_dataset
+    from ..train.trainer import resolve_device
 
     load_dataset(space.dataset, space.data_dir)
+    if trains_here:
+        try:
+            resolve_device(str(space.train.get("device", "auto")))
+        except ValueError as err:
+            raise ValueError(f"{err} (train.device of the study's space)") from None
+
+
+def _trains_here(args: argparse.Namespace) -> bool:
+    """Whether this machine runs the trials: local dispatch, or Ray started here (no --address)."""
+    return args.dispatch == "local" or (args.dispatch == "ray" and not args.address)
 
 
 def _dispatch(run: Any, args: argparse.Namespace) -> None:
@@ -126,7 +138,7 @@ def search(args: argparse.Namespace) -> int:
     from ..search.run import SearchRun
 
     space = _load_space(args)
-    _check_data(space)
+    _check_data(space, _trains_here(args))
     run = SearchRun.create(space, name=args.name, storage=args.storage, results_dir=args.results_dir,
                            trials=args.trials, seed=args.seed)
     print(f"study {run.name}: {run.target} trials of {space.model} on {space.dataset}; "
@@ -144,7 +156,7 @@ def resume(args: argparse.Namespace) -> int:
     from ..search.run import SearchRun
 
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
-    _check_data(run.space)
+    _check_data(run.space, _trains_here(args))
     counts = run.reconcile(target=args.trials)
     print(f"study {run.name}: {counts['trained']}/{run.target} trained, {counts['waiting']} to go "
           f"({counts['interrupted']} interrupted so far)", file=sys.stderr)
@@ -161,7 +173,7 @@ def worker(args: argparse.Namespace) -> int:
     from ..search.run import SearchRun
 
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
-    _check_data(run.space)
+    _check_data(run.space, trains_here=True)
     run.reconcile(balance=False)
     frame = _FrameWriter(run)
     try:

@@ -35,7 +35,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
 from ..trial import TrialSpec, plan_family
-from .storage import default_storage_url, describe_storage, open_storage, study_exists
+from .storage import check_study_name, default_storage_url, describe_storage, open_storage, study_exists
 
 __all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
 
@@ -126,6 +126,14 @@ class SearchRun:
         when a study of that name already exists under ``results_dir``.
         """
         results_dir = Path(results_dir).resolve()
+        check_study_name(name if name is not None else space.name)
+        # Everything that can be refused is checked before a storage (or its folder) is created.
+        target = int(trials if trials is not None else space.trials)
+        if target < 1:
+            raise ValueError(f"--trials must be >= 1, got {target}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
+        sampler = cls._sampler(space, seed if seed is not None else space.sampler.get("seed"))
         if name is None:
             name = space.name
             if storage is None:
@@ -140,15 +148,11 @@ class SearchRun:
                 f"study {name!r} already exists in {describe_storage(url)}; continue it with "
                 f"'stsearch resume {name}' or pick another --name"
             )
-        target = int(trials if trials is not None else space.trials)
-        if target < 1:
-            raise ValueError(f"--trials must be >= 1, got {target}")
-        sampler_seed = seed if seed is not None else space.sampler.get("seed")
         study = optuna.create_study(
             study_name=name,
             storage=store,
             directions=space.directions(),
-            sampler=cls._sampler(space, sampler_seed),
+            sampler=sampler,
         )
         attrs = {
             "space": space.to_dict(),
@@ -171,6 +175,9 @@ class SearchRun:
         from ..space import SearchSpace
 
         results_dir = Path(results_dir).resolve()
+        sqlite_file = storage.removeprefix("sqlite:///") if storage and storage.startswith("sqlite:///") else None
+        if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).exists():
+            raise ValueError(f"no study {name!r}: the SQLite file {sqlite_file} does not exist; check --storage")
         if storage is None and not (results_dir / name / "study.db").exists():
             raise ValueError(
                 f"no study {name!r} under {results_dir}; start one with 'stsearch search --name {name}', "

@@ -8,14 +8,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
-__all__ = ["default_storage_url", "open_storage", "describe_storage"]
+__all__ = ["default_storage_url", "open_storage", "describe_storage", "check_study_name"]
 
 RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "oracle", "mssql")
+
+
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_study_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` can name a study and its folder ``results/<name>/``."""
+    if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
+        raise ValueError(f"study name {name!r} is not allowed: use letters, digits, '.', '_' and '-', starting with "
+                         "a letter or digit (no '/'), e.g. --name resnet32-stt")
 
 
 def default_storage_url(results_dir: str | Path, name: str) -> str:
@@ -36,7 +47,10 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith("redis://"):
         from optuna.storages.journal import JournalRedisBackend
 
-        return JournalStorage(JournalRedisBackend(url))
+        try:
+            return JournalStorage(JournalRedisBackend(url))
+        except ImportError as err:
+            raise ValueError(f"storage {_redact(url)} needs the redis package ({err}); pip install redis") from None
     if url.startswith(RDB_PREFIXES):
         if url.startswith("postgres://"):
             url = "postgresql://" + url.removeprefix("postgres://")
@@ -44,7 +58,10 @@ def open_storage(url: str) -> BaseStorage:
         try:
             return RDBStorage(url, engine_kwargs=kwargs)
         except (ImportError, ModuleNotFoundError) as err:
-            raise ValueError(f"storage {url!r} needs a database driver ({err}); install it, e.g. pip install 'stsearch[postgres]'") from None
+            hint = ("pip install 'stsearch[postgres]'" if url.startswith("postgres") else
+                    "e.g. pip install pymysql and a mysql+pymysql:// URL" if url.startswith("mysql") else
+                    "pip install the SQLAlchemy driver of this database")
+            raise ValueError(f"storage {_redact(url)} needs a database driver ({err}); {hint}") from None
         except Exception as err:  # sqlalchemy.exc.OperationalError and friends
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"cannot open storage {_redact(url)}: {first}; check the URL and that the server is reachable") from None

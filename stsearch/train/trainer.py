@@ -104,10 +104,18 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; anything else as given."""
+    """``"auto"`` -> CUDA if available else CPU; anything else as given, if this machine has it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device {name!r} is not available: torch sees {count} CUDA device(s) here; "
+                             "use device auto or cpu (--device), or run on a machine with that GPU")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} is not available: torch sees no MPS device here; use device auto or cpu")
+    return device
 
 
 def _default_threads() -> int:
