@@ -78,3 +78,10 @@ def test_a_device_this_machine_lacks_stops_the_search_before_any_trial(tmp_path,
 def test_redis_storage_without_its_package_is_a_one_line_error():
     with pytest.raises(ValueError, match="needs the redis package"):
         open_storage("redis://127.0.0.1:1/0")
+
+
+def test_a_space_whose_constraints_exclude_every_configuration_is_refused(tmp_path):
+    path = _space(tmp_path, min_cf=1000.0)  # the tiny space compresses at most ~50x
+    with pytest.raises(ValueError, match="none of 2000 random configurations of the space meets the constraints"):
+        SearchRun.create(SearchSpace.load(path), results_dir=tmp_path / "results", trials=2)
+    assert not (tmp_path / "results").exists()

@@ -134,6 +134,7 @@ class SearchRun:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
         sampler = cls._sampler(space, seed if seed is not None else space.sampler.get("seed"))
+        _check_some_feasible(space)
         if name is None:
             name = space.name
             if storage is None:
@@ -440,6 +441,29 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.done.set()
+
+
+def _check_some_feasible(space: Any, draws: int = 2000) -> None:
+    """Raise ``ValueError`` when none of ``draws`` random configurations of ``space`` meets its constraints.
+
+    Compression, parameters and MACs are exact before training, so a space whose constraints
+    exclude (nearly) every configuration is refused before a study is created for it.
+    """
+    if not space.constraints:
+        return
+    import numpy as np
+
+    from ..space.screening import sample_params
+
+    rng = np.random.default_rng(0)
+    for _ in range(draws):
+        _, plan = sample_params(space, rng)
+        if space.is_feasible(space.analytic_metrics(plan)):
+            return
+    raise ValueError(
+        f"none of {draws} random configurations of the space meets the constraints "
+        f"{[c.__dict__ for c in space.constraints]}; loosen the constraints or widen the space (families, ranks, t)"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
