@@ -85,3 +85,38 @@ def test_a_space_whose_constraints_exclude_every_configuration_is_refused(tmp_pa
     with pytest.raises(ValueError, match="none of 2000 random configurations of the space meets the constraints"):
         SearchRun.create(SearchSpace.load(path), results_dir=tmp_path / "results", trials=2)
     assert not (tmp_path / "results").exists()
+
+
+def _redis_url() -> str | None:
+    import os
+
+    url = os.environ.get("STSEARCH_TEST_REDIS", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception:
+        return None
+    return url
+
+
+def test_a_study_on_redis_trains_and_reopens(tmp_path):
+    """The README's redis:// storage (Optuna's journal on Redis), on the local server's database 15."""
+    import uuid
+
+    import optuna
+
+    from stsearch.search.local import run_local
+
+    url = _redis_url()
+    if url is None:
+        pytest.skip("no Redis server at 127.0.0.1:6379 (or the redis package is missing); set STSEARCH_TEST_REDIS")
+    name = f"redis-{uuid.uuid4().hex[:8]}"
+    run = SearchRun.create(SearchSpace.load(_space(tmp_path)), name=name, storage=url, results_dir=tmp_path / "r", trials=1)
+    try:
+        assert run_local(run) == 1
+        again = SearchRun.open(name, storage=url, results_dir=tmp_path / "r")
+        assert again.counts()["trained"] == 1
+        assert [t.user_attrs["status"] for t in again.trials() if t.state.is_finished()] == ["completed"]
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(url))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -48,7 +49,9 @@ def open_storage(url: str) -> BaseStorage:
         from optuna.storages.journal import JournalRedisBackend
 
         try:
-            return JournalStorage(JournalRedisBackend(url))
+            with warnings.catch_warnings():  # experimental in Optuna, and documented here as supported
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return JournalStorage(JournalRedisBackend(url))
         except ImportError as err:
             raise ValueError(f"storage {_redact(url)} needs the redis package ({err}); pip install redis") from None
     if url.startswith(RDB_PREFIXES):
