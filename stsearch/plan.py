@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,11 @@ from .tensors.spec import BASE_FAMILY, FactorSpec
 __all__ = ["LayerPlan", "NetworkPlan", "DENSE"]
 
 DENSE = "dense"
+
+
+def _positive_int(v: Any) -> bool:
+    """Whether ``v`` is an int >= 1 (bools and floats are not ints)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,30 @@ class LayerPlan:
             raise ValueError(f"unknown family {self.family!r}; allowed: {allowed}")
         object.__setattr__(self, "family", fam)
         if isinstance(self.rank, (list, tuple)):
+            if not self.rank or not all(_positive_int(r) for r in self.rank):
+                raise ValueError(f"rank must be a positive int or a non-empty list of positive ints, "
+                                 f"got {list(self.rank)!r}; e.g. rank: 8 or rank: [8, 8]")
             object.__setattr__(self, "rank", tuple(int(r) for r in self.rank))
-        else:
+        elif _positive_int(self.rank):
             object.__setattr__(self, "rank", int(self.rank))
+        else:
+            raise ValueError(f"rank must be a positive int or a list of positive ints, got {self.rank!r}; "
+                             f"e.g. rank: 8")
+        if not _positive_int(self.t):
+            raise ValueError(f"t must be an int >= 1 (1 for classical families), got {self.t!r}; e.g. t: 2")
+        object.__setattr__(self, "t", int(self.t))
+        if self.n_modes is not None:
+            if not _positive_int(self.n_modes):
+                raise ValueError(f"n_modes must be an int >= 1 or null, got {self.n_modes!r}; e.g. n_modes: 3")
+            object.__setattr__(self, "n_modes", int(self.n_modes))
         for key in ("in_modes", "out_modes"):
             val = getattr(self, key)
-            if val is not None:
-                object.__setattr__(self, key, tuple(int(v) for v in val))
+            if val is None:
+                continue
+            if not isinstance(val, (list, tuple)) or not val or not all(_positive_int(v) for v in val):
+                raise ValueError(f"{key} must be a non-empty list of positive ints (channel factors) or null, "
+                                 f"got {val!r}; e.g. {key}: [4, 2, 2]")
+            object.__setattr__(self, key, tuple(int(v) for v in val))
         if self.forward not in FORWARD_MODES:
             raise ValueError(f"forward mode {self.forward!r} is not one of {', '.join(FORWARD_MODES)}")
 
@@ -73,6 +96,8 @@ class LayerPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> "LayerPlan":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where}expected a layer plan mapping, got {data!r}; e.g. {{family: tt, rank: 8}}")
         known = {f.name for f in fields(cls)}
         extra = set(data) - known
         if extra:
@@ -81,7 +106,10 @@ class LayerPlan:
             )
         if "family" not in data:
             raise ValueError(f"{where}layer plan needs a 'family' (one of {', '.join([*BASE_FAMILY, DENSE])})")
-        return cls(**dict(data))
+        try:
+            return cls(**dict(data))
+        except ValueError as err:
+            raise ValueError(f"{where}{err}") from None
 
     # ------------------------------------------------------------- resolve
     def resolve(self, c_out: int, c_in: int, kernel: tuple[int, int], name: str = "") -> tuple[Layout, FactorSpec]:
@@ -137,6 +165,12 @@ class NetworkPlan:
     model: str | None = None
     batch_hint: int = 128
 
+    def __post_init__(self) -> None:
+        if not _positive_int(self.batch_hint):
+            raise ValueError(f"plan: batch_hint must be an int >= 1 (the batch size forward: auto costs for), "
+                             f"got {self.batch_hint!r}; e.g. batch_hint: 128")
+        self.batch_hint = int(self.batch_hint)
+
     def match(self, names: Iterable[str]) -> dict[str, LayerPlan]:
         """Plan of each of ``names`` that some entry matches (dense plans included)."""
         out: dict[str, LayerPlan] = {}
@@ -162,6 +196,9 @@ class NetworkPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "NetworkPlan":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"plan: expected a mapping {{model, batch_hint, layers: {{<glob>: <layer plan>}}}}, "
+                             f"got {data!r}")
         allowed = {"model", "batch_hint", "layers"}
         extra = set(data) - allowed
         if extra:
@@ -172,7 +209,10 @@ class NetworkPlan:
         layers = {
             str(k): LayerPlan.from_dict(v, where=f"plan layer {k!r}: ") for k, v in layers_raw.items()
         }
-        return cls(layers=layers, model=data.get("model"), batch_hint=int(data.get("batch_hint", 128)))
+        model = data.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ValueError(f"plan: model must be a registered model name or null, got {model!r}")
+        return cls(layers=layers, model=model, batch_hint=data.get("batch_hint", 128))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -188,11 +228,22 @@ class NetworkPlan:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"plan file {path} does not exist; pass the path of a JSON or YAML plan")
-        text = path.read_text()
+        if path.is_dir():
+            raise ValueError(f"plan file {path} is a folder; pass the path of a JSON or YAML plan")
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"plan file {path} is not UTF-8 text; pass a JSON or YAML plan") from None
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+                line = f":{mark.line + 1}" if mark is not None else ""
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"plan file {path}{line}: YAML syntax error: {problem}; fix the YAML syntax") from None
         else:
             try:
                 data = json.loads(text)
@@ -200,7 +251,10 @@ class NetworkPlan:
                 raise ValueError(f"plan file {path}: invalid JSON at line {err.lineno}: {err.msg}") from None
         if not isinstance(data, Mapping):
             raise ValueError(f"plan file {path}: expected a mapping with a 'layers' key")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f"plan file {path}: {err}") from None
 
     @classmethod
     def uniform(cls, patterns: Iterable[str], plan: LayerPlan, **kwargs: Any) -> "NetworkPlan":

@@ -26,11 +26,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list or not args.model:
         print("\n".join(list_models()))
-        return 0 if args.list else 2
+        if args.list:
+            return 0
+        raise ValueError("no model given; name one of the models listed above, e.g. stsearch summary resnet8_digits")
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ValueError(f"--num-classes must be an int >= 1, got {args.num_classes}; e.g. --num-classes 10")
     plan = NetworkPlan.load(args.plan) if args.plan else None
     if plan is not None and plan.model and plan.model != args.model:
         raise ValueError(f"plan {args.plan} is for model {plan.model!r}, not {args.model!r}; pass the matching model")
-    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+    kwargs = {"num_classes": args.num_classes} if args.num_classes is not None else {}
     summary = summarize(args.model, plan, **kwargs)
     if args.csv:
         summary.table.to_csv(args.csv, index=False)

@@ -41,18 +41,33 @@ def _args(p: argparse.ArgumentParser) -> None:
                         "default: off)")
 
 
+_FORMS = ('a trial spec {"plan": {"layers": {...}}, "train": {...}, ...} or flat search params as a study '
+          'stores them {"layer1.0.conv1:family": "tt", ...} (with --space)')
+
+
 def _read_json(text: str) -> dict[str, Any]:
+    """The JSON object of ``--config``: inline JSON or the path of a JSON file."""
+    inline = text.lstrip().startswith(("{", "["))
     path = Path(text)
-    if not text.lstrip().startswith("{") and path.exists():
-        text = path.read_text()
-    elif not text.lstrip().startswith("{"):
-        raise FileNotFoundError(f"--config {text!r} is neither inline JSON nor an existing file")
+    source = "--config"
+    if not inline and path.is_file():
+        source = f"--config file {path}"
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{source} is not UTF-8 text; pass a JSON file or inline JSON") from None
+    elif not inline:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            raise FileNotFoundError(f"--config {text!r} is neither inline JSON nor an existing file; "
+                                    f"give {_FORMS}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--config: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise ValueError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
     if not isinstance(data, dict):
-        raise ValueError("--config must be a JSON object")
+        raise ValueError(f"{source} must be a JSON object, got {type(data).__name__} {data!r:.60}; give {_FORMS}")
     return data
 
 
@@ -71,12 +86,29 @@ def build_spec(args: argparse.Namespace):
     if space is not None:
         spec.update(model=space.model, dataset=space.dataset, data_dir=space.data_dir,
                     model_kwargs=dict(space.model_kwargs), train=dict(space.train))
+    spec_keys = set(TrialSpec.__dataclass_fields__)
+    if "plan" in config and not isinstance(config["plan"], dict):
+        raise ValueError(f"--config: plan must be a mapping {{\"layers\": {{<glob>: <layer plan>}}}} (as in a plan "
+                         f"file), got {config['plan']!r}; to train a plan file pass --plan PATH")
+    for key, example in (("train", '{"epochs": 2}'), ("model_kwargs", '{"num_classes": 10}')):
+        if key in config and not isinstance(config[key], dict):
+            raise ValueError(f"--config: {key} must be a mapping, got {config[key]!r}; e.g. \"{key}\": {example}")
     if "model" in config or "plan" in config:  # a trial spec
         spec.update(config)
-    elif config:
+    elif config and all(":" in str(k) for k in config):  # search params
         if space is None:
             raise ValueError("--config holds search params; also pass --space to decode them")
-        spec["plan"] = space.plan_from_params(config).to_dict()
+        try:
+            spec["plan"] = space.plan_from_params(config).to_dict()
+        except ValueError as err:
+            raise ValueError(f"--config: {err}") from None
+    elif config:
+        unknown = sorted(str(k) for k in config if k not in spec_keys)
+        if unknown:
+            raise ValueError(f"--config: key(s) {unknown} are neither trial-spec keys nor search params; give {_FORMS}")
+        if not args.plan:
+            raise ValueError(f"--config has no plan and no search params; give {_FORMS}, or pass --plan PATH")
+        spec.update(config)
     if args.plan:
         plan = NetworkPlan.load(args.plan)
         model = args.model or spec.get("model")
@@ -97,7 +129,15 @@ def build_spec(args: argparse.Namespace):
     spec["train"] = train
     if "model" not in spec or "dataset" not in spec:
         raise ValueError("no model/dataset: pass --space, or --model and --dataset")
-    return TrialSpec.from_dict(spec)
+    trial = TrialSpec.from_dict(spec)
+    cfg = trial.train_config()
+    if cfg.distill_alpha > 0 and not trial.pretrained:
+        raise ValueError(f"distill_alpha {cfg.distill_alpha:g} distills from a pretrained dense model; pass "
+                         f"--pretrained PATH (a state dict of {trial.model}) or --distill-alpha 0")
+    from ..train.trainer import resolve_device
+
+    resolve_device(cfg.device)  # a device this machine lacks is refused here, not mid-run
+    return trial
 
 
 @command("train", _args)

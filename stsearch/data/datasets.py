@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from .base import DatasetInfo
 from .synthetic import SYNTHETIC_FORMAT
 
-__all__ = ["DATASETS", "load_dataset", "list_datasets"]
+__all__ = ["DATASETS", "load_dataset", "list_datasets", "dataset_meta"]
 
 #: Known dataset names and one-line descriptions.
 DATASETS: dict[str, str] = {
@@ -19,6 +19,36 @@ DATASETS: dict[str, str] = {
     "cifar100": "CIFAR-100, 32x32 RGB, 100 classes (local copy, --data-dir)",
     "synthetic": f"random tensors, for throughput tests only, not accuracy ({SYNTHETIC_FORMAT})",
 }
+
+
+#: (classes, sample shape) of the fixed datasets, known without loading them (CIFAR needs its files).
+_META: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "digits": (10, (1, 8, 8)),
+    "mnist5k": (10, (1, 28, 28)),
+    "cifar10": (10, (3, 32, 32)),
+    "cifar100": (100, (3, 32, 32)),
+}
+
+
+def dataset_meta(name: str, data_dir: str | os.PathLike | None = None) -> tuple[int, tuple[int, int, int]]:
+    """``(num_classes, input_shape)`` of a dataset name, without loading the fixed ones or CIFAR.
+
+    ``synthetic:...`` reads them from its spec; a name not known here is loaded.
+    """
+    key = str(name).strip().lower()
+    if key in _META:
+        return _META[key]
+    if key.split(":", 1)[0] == "synthetic":
+        import inspect
+
+        from .synthetic import load_synthetic, parse_synthetic_spec
+
+        kw = parse_synthetic_spec(key)
+        defaults = inspect.signature(load_synthetic).parameters
+        return (int(kw.get("num_classes", defaults["num_classes"].default)),
+                tuple(kw.get("shape", defaults["shape"].default)))  # type: ignore[return-value]
+    _, _, info = load_dataset(name, data_dir)
+    return int(info.num_classes), tuple(info.input_shape)  # type: ignore[return-value]
 
 
 def list_datasets() -> list[str]:

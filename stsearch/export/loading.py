@@ -18,29 +18,11 @@ EXPORT_FILE = "export.json"
 #: Program file name -> format, in the order they are looked for.
 PROGRAM_FILES = {"program.pt2": "torch.export", "program.ts": "torchscript"}
 
-# (num_classes, input_shape) of data sets whose loading needs files (or is slow); others are loaded.
-_KNOWN_DATASETS: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "digits": (10, (1, 8, 8)),
-    "mnist5k": (10, (1, 28, 28)),
-    "cifar10": (10, (3, 32, 32)),
-    "cifar100": (100, (3, 32, 32)),
-}
-
-
 def dataset_meta(spec: TrialSpec) -> tuple[int, tuple[int, int, int]]:
     """``(num_classes, input_shape)`` of the trial's data set, without loading CIFAR."""
-    key = str(spec.dataset).strip().lower()
-    if key in _KNOWN_DATASETS:
-        return _KNOWN_DATASETS[key]
-    if key.split(":", 1)[0] == "synthetic":
-        from ..data.synthetic import parse_synthetic_spec
+    from ..data import dataset_meta as meta
 
-        kw = parse_synthetic_spec(key)
-        return int(kw.get("num_classes", 10)), tuple(kw.get("shape", (3, 32, 32)))  # type: ignore[return-value]
-    from ..data import load_dataset
-
-    _, _, info = load_dataset(spec.dataset, spec.data_dir)
-    return int(info.num_classes), tuple(info.input_shape)  # type: ignore[return-value]
+    return meta(spec.dataset, spec.data_dir)
 
 
 def jit_load(path: str | Path) -> nn.Module:

@@ -17,6 +17,8 @@ sets its options (``candidates``, ``explore``, ``min_trials``, ``mutate``, ``mut
 from __future__ import annotations
 
 import inspect
+import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -60,9 +62,62 @@ class SamplerConfigError(ValueError):
         self.key = key
 
 
+#: Lower bounds of numeric options (Optuna's NSGA-II needs two parents; numpy seeds are >= 0).
+_MINIMA = {"seed": 0, "population_size": 2, "n_startup_trials": 0, "n_ei_candidates": 1}
+#: Options that are probabilities.
+_PROBABILITIES = ("mutation_prob", "crossover_prob", "swapping_prob")
+_MAX_SEED = 2**32 - 1
+_WHAT = {bool: "true or false", int: "an int", float: "a number"}
+
+
 def _options(name: str) -> list[str]:
     params = inspect.signature(SAMPLERS[name]).parameters
     return [p for p in params if p not in _NOT_CONFIGURABLE]
+
+
+def _value_type(param: inspect.Parameter) -> tuple[type | None, bool]:
+    """(bool, int, float or ``None`` if unknown, whether null is allowed) of a constructor parameter."""
+    default = param.default
+    for typ in (bool, int, float):
+        if type(default) is typ:
+            return typ, False
+    ann = param.annotation
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", None) or str(ann)
+    tokens = set(re.findall(r"\w+", text)) - {"None", "Optional"}
+    for typ in (bool, int, float):
+        if tokens == {typ.__name__}:
+            return typ, default is None
+    return None, True
+
+
+def _check_value(name: str, key: str, value: Any) -> None:
+    """Raise :class:`SamplerConfigError` unless ``value`` fits option ``key`` of sampler ``name``."""
+    param = inspect.signature(SAMPLERS[name]).parameters[key]
+    typ, nullable = _value_type(param)
+    default = DEFAULTS.get(name, {}).get(key, param.default)
+    if typ is None or (value is None and nullable):
+        return
+    if value is None:
+        raise SamplerConfigError(key, f"{key} of sampler {name} cannot be null; give {_WHAT[typ]} or leave it out")
+    is_bool = isinstance(value, bool)
+    ok = {bool: is_bool, int: isinstance(value, int) and not is_bool,
+          float: isinstance(value, (int, float)) and not is_bool and math.isfinite(value)}[typ]
+    if not ok:
+        hint = f"e.g. {key}: {_yaml_scalar(default)}" if default is not None else "or leave it out"
+        raise SamplerConfigError(key, f"{key} of sampler {name} must be {_WHAT[typ]}, got {value!r}; {hint}")
+    low = _MINIMA.get(key)
+    if low is not None and value < low:
+        why = " (Optuna's NSGA-II needs two parents)" if key == "population_size" else ""
+        example = default if isinstance(default, int) and default >= low else low
+        raise SamplerConfigError(key, f"{key} must be an int >= {low}{why}, got {value!r}; e.g. {key}: {example}")
+    if key == "seed" and value > _MAX_SEED:
+        raise SamplerConfigError(key, f"seed must be at most 2**32 - 1, got {value!r}; e.g. seed: 0")
+    if key in _PROBABILITIES and not 0 <= value <= 1:
+        raise SamplerConfigError(key, f"{key} is a probability, got {value!r}; give a number in [0, 1]")
+
+
+def _yaml_scalar(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def check_sampler_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -96,7 +151,29 @@ def check_sampler_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
             raise SamplerConfigError(key, f"seed must be an int or null, got {value!r}; e.g. seed: 0")
         if key == "crossover" and (not isinstance(value, str) or value.lower() not in _CROSSOVERS):
             raise SamplerConfigError(key, f"unknown crossover {value!r}; allowed: {', '.join(_CROSSOVERS)}")
-    return {"name": name, **{k: v for k, v in config.items() if k != "name"}}
+        _check_value(name, key, value)
+    cfg = {"name": name, **{k: v for k, v in config.items() if k != "name"}}
+    try:  # what only the constructor checks (e.g. population_size against the crossover's parents)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecations are reported once, by make_sampler
+            _construct(name, {k: v for k, v in cfg.items() if k not in ("name", "screen")})
+    except (TypeError, ValueError) as err:
+        key = next((k for k in cfg if k != "name" and k in str(err)), None)
+        raise SamplerConfigError(key, f"{str(err).rstrip('.')}; fix the sampler options") from None
+    return cfg
+
+
+def _construct(name: str, options: Mapping[str, Any], **extra: Any) -> BaseSampler:
+    """Sampler ``name`` with its :data:`DEFAULTS`, ``options`` (crossover by name) and ``extra``."""
+    kwargs: dict[str, Any] = {**DEFAULTS.get(name, {}), **options, **extra}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message=".*constraints_func", category=FutureWarning)
+        if isinstance(kwargs.get("crossover"), str):
+            from optuna.samplers import nsgaii
+
+            kwargs["crossover"] = getattr(nsgaii, _CROSSOVERS[kwargs["crossover"].lower()])()
+        return SAMPLERS[name](**kwargs)
 
 
 def make_sampler(
@@ -123,19 +200,15 @@ def make_sampler(
         raise ValueError(f"{where}{err}") from None
     name = cfg.pop("name")
     screen = cfg.pop("screen", name != "random")
-    kwargs: dict[str, Any] = {**DEFAULTS.get(name, {}), **cfg}
+    kwargs: dict[str, Any] = dict(cfg)
     if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _MAX_SEED:
+            raise ValueError(f"sampler seed must be an int in [0, 2**32 - 1], got {seed!r}; e.g. --seed 0")
         kwargs["seed"] = seed
+    extra: dict[str, Any] = {}
     if constraints_func is not None and "constraints_func" in inspect.signature(SAMPLERS[name]).parameters:
-        kwargs["constraints_func"] = constraints_func
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message=".*constraints_func", category=FutureWarning)
-        if isinstance(kwargs.get("crossover"), str):
-            from optuna.samplers import nsgaii
-
-            kwargs["crossover"] = getattr(nsgaii, _CROSSOVERS[kwargs["crossover"].lower()])()
-        sampler = SAMPLERS[name](**kwargs)
+        extra["constraints_func"] = constraints_func
+    sampler = _construct(name, kwargs, **extra)
     from .screening import ScreeningSampler, check_screen_config
 
     screen_cfg = check_screen_config(screen)

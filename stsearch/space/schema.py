@@ -88,6 +88,8 @@ TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "o
 TIE_MODES = ("per_layer", "uniform")
 GROUP_KEYS = ("match", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
+#: Group keys that make up a group's choices (``tie: [uniform]`` needs them equal across groups).
+_CHOICE_FIELDS = ("families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits", "split_bounds", "forward")
 
 Path_ = tuple[Any, ...]
 
@@ -517,6 +519,7 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
         raise _fail(("dataset",), f"missing; add dataset: <name>, one of {', '.join(list_datasets())}")
     if not isinstance(dataset, str) or dataset.split(":", 1)[0].lower() not in list_datasets():
         raise _fail(("dataset",), f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
+    _check_num_classes(model_kwargs, dataset)
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise _fail(("data_dir",), f"expected a folder path or null, got {data_dir!r}; e.g. data_dir: ~/data/cifar10")
@@ -538,12 +541,52 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     )
     try:
         layers = space.all_layers
-    except (TypeError, ValueError) as err:
-        raise _fail(("model_kwargs",), f"{model} cannot be built with {dict(model_kwargs)}: {err}; "
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise _fail(("model_kwargs",), f"{model} cannot be built with {dict(model_kwargs)}: {detail}; "
                                        f"fix or remove model_kwargs") from None
     space.groups = _groups(data.get("layers"), list(layers))
+    _check_tie(space)
     space.baselines = _baselines(data.get("baselines"), space)
     return space
+
+
+def _dataset_classes(dataset: str) -> int | None:
+    """Number of classes of a (validated) dataset name, known without loading it; ``None`` if malformed."""
+    from ..data import dataset_meta
+
+    try:
+        return dataset_meta(dataset)[0]
+    except ValueError:
+        return None
+
+
+def _check_num_classes(model_kwargs: Mapping[str, Any], dataset: str) -> None:
+    if "num_classes" not in model_kwargs:
+        return
+    n, want = model_kwargs["num_classes"], _dataset_classes(dataset)
+    path = ("model_kwargs", "num_classes")
+    if not _is_int(n) or n < 1:
+        fix = f"use num_classes: {want}" if want is not None else "e.g. num_classes: 10"
+        raise _fail(path, f"num_classes must be an int >= 1, got {n!r}; {fix} or leave it out (the dataset sets it)")
+    if want is not None and n != want:
+        raise _fail(path, f"num_classes {n} does not match dataset {dataset!r} with {want} classes; "
+                          f"use num_classes: {want} or leave it out (the dataset sets it)")
+
+
+def _check_tie(space: SearchSpace) -> None:
+    """A ``tie`` of only ``uniform`` needs every sampling unit to offer the same choices."""
+    from .sampling import tie_choices
+
+    if "per_layer" in space.tie or "uniform" in tie_choices(space) or len(space.units()) < 2:
+        return
+    first = space.units()[0]
+    other = next(u for u in space.units() if u.group is not first.group)
+    diff = [f for f in _CHOICE_FIELDS if getattr(first.group, f) != getattr(other.group, f)]
+    where = [f"layers[{space.groups.index(u.group)}] ({u.group.name})" for u in (first, other)]
+    raise _fail(("tie",), f"[uniform] alone needs every searchable layer to have the same choices, but {where[0]} "
+                          f"and {where[1]} differ in {', '.join(diff)}; make the groups' choices identical "
+                          f"or add per_layer to tie")
 
 
 def _objectives(raw: Any) -> list[Objective]:

@@ -112,9 +112,9 @@ def resolve_device(name: str) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
             raise ValueError(f"device {name!r} is not available: torch sees {count} CUDA device(s) here; "
-                             "use device auto or cpu (--device), or run on a machine with that GPU")
+                             "use --device cpu or auto, or run on a machine with that GPU")
     elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {name!r} is not available: torch sees no MPS device here; use device auto or cpu")
+        raise ValueError(f"device {name!r} is not available: torch sees no MPS device here; use --device cpu or auto")
     return device
 
 
