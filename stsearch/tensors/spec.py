@@ -180,12 +180,12 @@ class FactorSpec:
             if self.t > 1 and r % self.t != 0 and self._rank_needs_division(k):
                 allowed = _multiples(self.t, self._rank_bound(k))
                 raise ValueError(
-                    f"{where}rank {r} (rank {k}) is not divisible by t={self.t}; allowed ranks: {allowed}"
+                    f"{where}rank {r} (entry {k} of ranks {list(self.ranks)}) is not divisible by t={self.t}; allowed ranks: {allowed}"
                 )
             bound = self._rank_bound(k)
             if r > bound:
                 raise ValueError(
-                    f"{where}rank {r} (rank {k}) exceeds the {self.base.upper()} bound {bound} "
+                    f"{where}rank {r} (entry {k} of ranks {list(self.ranks)}) exceeds the {self.base.upper()} bound {bound} "
                     f"for modes {list(self.modes)}; allowed ranks: 1..{bound}"
                 )
 
