@@ -109,6 +109,12 @@ def test_summary_without_a_model_lists_models_and_says_to_name_one(capsys):
     assert err.startswith("stsearch: error: no model given") and err.count("\n") == 1
 
 
+def test_summary_takes_the_model_of_a_plan_file_that_names_one(capsys):
+    plan = Path(__file__).resolve().parents[1] / "search_spaces" / "plans" / "resnet32_stt_r14.yaml"
+    assert main(["summary", "--plan", str(plan), "--json"]) == 0
+    assert '"compression": 9.5' in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ train
 @pytest.mark.parametrize("config, match", [
     ('{"foo": 1}', "neither trial-spec keys nor search params; give a trial spec"),
