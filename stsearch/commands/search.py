@@ -114,7 +114,7 @@ def _dispatch(run: Any, args: argparse.Namespace) -> None:
                     on_finish=progress, num_cpus=args.num_cpus)
     finally:
         progress.close()
-        progress.write_frame()
+        run.write_frame()
     _report(run)
 
 
@@ -175,28 +175,13 @@ def worker(args: argparse.Namespace) -> int:
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     _check_data(run.space, trains_here=True)
     run.reconcile(balance=False)
-    frame = _FrameWriter(run)
     try:
-        done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads, on_finish=frame.maybe)
+        done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads,
+                         on_finish=lambda _trial: run.write_frame(every=30.0))
     finally:
-        frame.write()  # the study's trials.csv/parquet as this worker leaves it
+        run.write_frame()  # the study's trials.csv/parquet as this worker leaves it
     print(f"worker {os.getpid()}: trained {done} trials of study {run.name}", file=sys.stderr)
     return 0
-
-
-class _FrameWriter:
-    """Refreshes a study's ``trials.csv``/``trials.parquet`` after finished trials, at most every ``every`` s."""
-
-    def __init__(self, run: Any, every: float = 30.0) -> None:
-        self.run, self.every, self.last = run, every, time.monotonic()
-
-    def maybe(self, _frozen: Any = None) -> None:
-        if time.monotonic() - self.last >= self.every:
-            self.write()
-
-    def write(self) -> None:
-        self.run.write_frame()
-        self.last = time.monotonic()
 
 
 @command("status", _status_args)

@@ -49,22 +49,19 @@ def _read_json(text: str) -> dict[str, Any]:
     """The JSON object of ``--config``: inline JSON or the path of a JSON file."""
     inline = text.lstrip().startswith(("{", "["))
     path = Path(text)
-    source = "--config"
-    if not inline and path.is_file():
-        source = f"--config file {path}"
+    is_file = not inline and path.is_file()
+    source = f"--config file {path}" if is_file else "--config"
+    if is_file:
         try:
             text = path.read_text()
         except UnicodeDecodeError:
             raise ValueError(f"{source} is not UTF-8 text; pass a JSON file or inline JSON") from None
-    elif not inline:
-        try:
-            json.loads(text)
-        except json.JSONDecodeError:
-            raise FileNotFoundError(f"--config {text!r} is neither inline JSON nor an existing file; "
-                                    f"give {_FORMS}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
+        if not inline and not is_file:
+            raise FileNotFoundError(f"--config {text!r} is neither inline JSON nor an existing file; "
+                                    f"give {_FORMS}") from None
         raise ValueError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source} must be a JSON object, got {type(data).__name__} {data!r:.60}; give {_FORMS}")

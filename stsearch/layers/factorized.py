@@ -239,10 +239,10 @@ class FactorizedConv2d(FactorizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._positions = self.positions_for(x.shape)
         x = self._pad(x)
-        stride, padding, dilation = self.conv_args
+        args = self.conv_args
         if self.resolved_mode() == "dense":
-            return F.conv2d(x, self._dense_weight(), self.bias, stride, padding, dilation)
-        y = self._factorized(x, self.conv_args)
+            return F.conv2d(x, self._dense_weight(), self.bias, *args)
+        y = self._factorized(x, args)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -27,7 +26,6 @@ class SearchProgress:
         self.best_cf: float | None = None
         self.infeasible = counts["infeasible"]
         self.frame_every = frame_every
-        self._last_frame = 0.0
 
     def __call__(self, trial: FrozenTrial) -> None:
         attrs = trial.user_attrs
@@ -48,13 +46,7 @@ class SearchProgress:
             post["best_cf"] = f"{self.best_cf:.1f}x"
         post["infeasible"] = self.infeasible
         self.bar.set_postfix(post, refresh=True)
-        if time.monotonic() - self._last_frame > self.frame_every:
-            self.write_frame()
-
-    def write_frame(self) -> None:
-        """Refresh ``trials.csv``/``trials.parquet`` from the study."""
-        self.run.write_frame()
-        self._last_frame = time.monotonic()
+        self.run.write_frame(every=self.frame_every)
 
     def close(self) -> None:
         self.bar.close()

@@ -95,6 +95,7 @@ class SearchRun:
         self.storage_url = storage_url
         self.owner = owner_id()
         self._heartbeat: _Heartbeat | None = None
+        self._frame_written = -math.inf  # time.monotonic() of this object's last write_frame
 
     # ------------------------------------------------------------ creation
     @property
@@ -213,11 +214,15 @@ class SearchRun:
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
 
-    def write_frame(self) -> None:
-        """Refresh ``trials.csv``/``trials.parquet`` in the study's folder from the study."""
+    def write_frame(self, every: float = 0.0) -> None:
+        """Refresh ``trials.csv``/``trials.parquet`` in the study's folder from the study, unless
+        this object wrote them less than ``every`` seconds ago."""
         from ..results.frame import save_frame, trials_frame
 
+        if time.monotonic() - self._frame_written < every:
+            return
         save_frame(trials_frame(self.study), self.folder)
+        self._frame_written = time.monotonic()
 
     def counts(self) -> dict[str, int]:
         """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
