@@ -79,7 +79,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from stsearch.plan import NetworkPlan  # noqa: E402
 from stsearch.search.run import SearchRun  # noqa: E402
-from stsearch.space import RankSpec, SearchSpace  # noqa: E402
+from stsearch.space import SearchSpace  # noqa: E402
 from machine import available_cores, cpu_model, load_average, report_header, versions  # noqa: E402  (this folder is on sys.path when run as a script)
 
 CSV_COLUMNS = ["part", "name", "n", "repeat", "seconds", "per_trial_ms", "detail"]
@@ -323,29 +323,27 @@ def bench_parts(space: SearchSpace, n: int, work: Path) -> list[Record]:
 STATUSES = (("completed", 0.85), ("infeasible", 0.08), ("pruned", 0.04), ("failed", 0.03))
 
 
+class _RandomTrial:
+    """Answers ``suggest_int``/``suggest_categorical`` at random and records the distributions."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.dists: dict[str, Any] = {}
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
+        self.dists[name] = IntDistribution(low, high, step=step)
+        return self.rng.randrange(low, high + 1, step)
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        self.dists[name] = CategoricalDistribution(choices)
+        return self.rng.choice(choices)
+
+
 def random_params(space: SearchSpace, rng: random.Random) -> tuple[dict[str, Any], dict[str, Any], NetworkPlan]:
     """Random params of ``space`` (its real names and choices), their distributions and the decoded plan."""
-    from stsearch.space.sampling import _walk
-
-    params: dict[str, Any] = {}
-    dists: dict[str, Any] = {}
-
-    def choose(slot: Any) -> Any:
-        if slot.fixed is not None:
-            return slot.fixed
-        spec = slot.choices
-        if isinstance(spec, RankSpec) and spec.choices is None:
-            value: Any = rng.randrange(spec.low, spec.high + 1, spec.step)
-            dists[slot.name] = IntDistribution(spec.low, spec.high, step=spec.step)
-        else:
-            options = spec.values() if isinstance(spec, RankSpec) else list(spec)
-            value = rng.choice(options)
-            dists[slot.name] = CategoricalDistribution(options)
-        params[slot.name] = value
-        return value
-
-    layers = _walk(space, choose)
-    return params, dists, NetworkPlan(layers=layers, model=space.model)
+    trial = _RandomTrial(rng)
+    params = space.suggest(trial)
+    return params, trial.dists, space.plan_from_params(params)
 
 
 def synthetic_trials(space: SearchSpace, n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,3 +178,67 @@ def test_malformed_space_is_a_one_line_error_with_a_line_number(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "bad.yaml:" in out.stderr
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+# ------------------------------------------------------------- study creation
+def test_a_reader_polling_for_the_study_file_only_ever_finds_a_whole_study(tmp_path):
+    """`stsearch status` or a dashboard opened as a search starts used to find a SQLite file without
+    tables and create them itself, racing the search ("table studies already exists", or a KeyError)."""
+    space = SearchSpace.load(_space(tmp_path))
+    seen: list[tuple] = []
+
+    def read_as_soon_as_it_appears(db: Path, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if db.exists():
+                try:
+                    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+                    seen.append(("space" in study.user_attrs, len(study.get_trials(states=(TrialState.WAITING,)))))
+                except Exception as err:  # noqa: BLE001 -- what the reader ran into is the finding
+                    seen.append((repr(err),))
+                return
+            time.sleep(0.0002)
+
+    for k in range(4):
+        results = tmp_path / f"r{k}"
+        stop = threading.Event()
+        reader = threading.Thread(target=read_as_soon_as_it_appears, args=(results / "s" / "study.db", stop))
+        reader.start()
+        try:
+            SearchRun.create(space, name="s", results_dir=results, trials=3)
+        finally:
+            stop.set()
+            reader.join(timeout=60)
+    assert seen == [(True, 3)] * 4
+
+
+def test_a_creation_cut_short_leaves_no_study_file_and_the_name_stays_free(tmp_path, monkeypatch):
+    space = SearchSpace.load(_space(tmp_path))
+    results = tmp_path / "results"
+    real = optuna.Study.enqueue_trial
+    calls = []
+
+    def cut_short(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C in the middle of queuing the slots
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        SearchRun.create(space, name="s", results_dir=results, trials=3)
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", real)
+    assert sorted(p.name for p in (results / "s").iterdir()) == []  # no study.db, no file left aside
+    run = SearchRun.create(space, name="s", results_dir=results, trials=3)
+    assert run.counts()["waiting"] == 3 and run.target == 3
+
+
+def test_a_study_whose_creation_was_cut_short_on_a_shared_storage_is_a_clear_error(tmp_path):
+    journal = f"journal:{tmp_path / 'shared.log'}"
+    from stsearch.search.storage import open_storage
+
+    optuna.create_study(study_name="half", storage=open_storage(journal), directions=["maximize", "maximize"])
+    with pytest.raises(ValueError, match=r"never fully created .*optuna delete-study --study-name half"):
+        SearchRun.open("half", storage=journal, results_dir=tmp_path / "results")
+    out = subprocess.run(_cli("status", "half", "--storage", journal, "--results-dir", str(tmp_path / "results")),
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and out.stderr.count("\n") == 1 and "never fully created" in out.stderr

@@ -136,28 +136,32 @@ def test_sigkill_mid_search_then_resume_reaches_the_total_exactly(tmp_path):
     args = ("--results-dir", str(results), "--no-progress", "--dispatch", "local")
     space = _space(tmp_path)
     space.write_text(space.read_text().replace("epochs: 1,", "epochs: 4,"))  # trials long enough to be killed in training
+    log = (tmp_path / "search.log").open("w")  # a file, not a pipe nobody reads while waiting
     proc = subprocess.Popen(_cli("search", "--space", str(space), "--trials", "5", "--name", "killme", *args),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     db = results / "killme" / "study.db"
     deadline = time.time() + 240
     try:
         while time.time() < deadline:  # wait until >= 1 trial is done and another one is running
-            time.sleep(0.5)
-            if not db.exists():
+            time.sleep(0.2)
+            if proc.poll() is not None:
+                pytest.fail(f"the search ended (exit {proc.returncode}) before a second trial was caught in training:\n"
+                            + (tmp_path / "search.log").read_text()[-3000:])
+            if not db.exists():  # the file appears with its study in it (built aside, then linked)
                 continue
-            try:
-                trials = _study(results, "killme").get_trials(deepcopy=False)
-            except KeyError:  # the database file exists before the study is written into it
-                continue
+            trials = _study(results, "killme").get_trials(deepcopy=False)
             # a running trial past its sampling (it has params and a folder), i.e. in training
             training = [t for t in trials if t.state == TrialState.RUNNING and "artifact_dir" in t.user_attrs]
             if sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and training:
                 break
         else:
-            pytest.fail("the search never reached a running second trial")
+            pytest.fail("the search never reached a running second trial:\n" + (tmp_path / "search.log").read_text()[-3000:])
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        log.close()
     before = _study(results, "killme").get_trials(deepcopy=False)
     assert any(t.state == TrialState.RUNNING for t in before)
 

@@ -258,6 +258,10 @@ BAD = [
     ("baseline rank", ("{family: tt, rank: 8}", "{family: tt, rank: 7}"), 19,
      r"baselines\[0\]\.rank: rank 7 is not a choice"),
     ("duplicate key", ("trials: 3", "trials: 3\ntrials: 4"), 21, r"trials: duplicate key"),
+    ("t reduces nothing", ("t: [2]", "t: [2, 3]"), 8,
+     r"layers\[0\]\.t: t=3 divides none of the mode sizes of stt on the layers of group0 \(channels \[16, 32, 64\]\), "
+     r"so they would train as the classical families under the semi-tensor label; use t values that divide them, "
+     r"e\.g\. t: \[2, 4, 8, 16\]"),
 ]
 
 
@@ -268,6 +272,17 @@ def test_error_messages(tmp_path, case, edit, line, pattern):
     assert old in body, case
     msg = _error(tmp_path, body.replace(old, new, 1))
     assert re.search(rf"^{re.escape(str(tmp_path / 'space.yaml'))}:{line}: {pattern}", msg), msg
+
+
+def test_a_t_that_reduces_some_family_somewhere_is_accepted():
+    """t=3 divides no power-of-two channel mode, but STR's ring holds the 3x3 kernel's mode of 9,
+    and an explicit split can carry a factor of 3."""
+    base = {"model": "resnet8_digits", "dataset": "digits"}
+    SearchSpace.from_dict({**base, "layers": [{"match": "layer*.conv*", "families": ["tt", "stt", "str"], "t": [3]}]})
+    SearchSpace.from_dict({**base, "model_kwargs": {"widths": [12, 24, 48]}, "layers": [{"match": "layer1.*", "families": ["stt"],
+                                                                              "t": [3]}]})
+    with pytest.raises(SpaceError, match=r"t=3 divides none of the mode sizes of stt, sttu"):
+        SearchSpace.from_dict({**base, "layers": [{"match": "layer*.conv*", "families": ["stt", "sttu"], "t": [3]}]})
 
 
 def test_yaml_syntax_error(tmp_path):

@@ -85,6 +85,30 @@ class Claim:
         return self.trial.number
 
 
+def _new_sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL that does not exist yet, else ``None``."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    path = url.removeprefix("sqlite:///")
+    if path in ("", ":memory:") or Path(path).exists():
+        return None
+    return Path(path).absolute()
+
+
+def _link_new(aside: Path, target: Path, name: str, url: str) -> None:
+    """Put the finished file ``aside`` at ``target``, unless a file appeared there meanwhile."""
+    try:
+        os.link(aside, target)  # fails if target exists: never replaces a study made meanwhile
+    except FileExistsError:
+        raise ValueError(f"{describe_storage(url)} was created by another process meanwhile; "
+                         f"run 'stsearch resume {name}' if it holds this study, or pick another --name") from None
+    except OSError:  # a file system without hard links
+        if target.exists():
+            raise ValueError(f"{describe_storage(url)} was created by another process meanwhile; "
+                             f"pick another --name") from None
+        os.replace(aside, target)
+
+
 class SearchRun:
     """A study plus its search space, results folder and target number of trained trials."""
 
@@ -144,20 +168,41 @@ class SearchRun:
                     name = f"{space.name}-{k}"
                     k += 1
         url = storage or default_storage_url(results_dir, name)
-        store = open_storage(url)
-        if study_exists(store, name):
-            raise ValueError(
-                f"study {name!r} already exists in {describe_storage(url)}; continue it with "
-                f"'stsearch resume {name}' or pick another --name"
-            )
-        study = optuna.create_study(
-            study_name=name,
-            storage=store,
-            directions=space.directions(),
-            sampler=sampler,
-        )
+        new_file = _new_sqlite_file(url)
+        if new_file is None:
+            store = open_storage(url)
+            if study_exists(store, name):
+                raise ValueError(
+                    f"study {name!r} already exists in {describe_storage(url)}; continue it with "
+                    f"'stsearch resume {name}' or pick another --name"
+                )
+            study = cls._build(space, store, name, sampler, target, results_dir)
+        else:
+            # A new SQLite file is built aside and linked into place whole: a reader (status, a
+            # dashboard, another search) never sees a file without tables, so it cannot race this
+            # process to create them, and a kill mid-creation leaves no half-made study behind.
+            new_file.parent.mkdir(parents=True, exist_ok=True)
+            aside = new_file.with_name(f".{new_file.name}.{os.getpid()}.creating")
+            aside.unlink(missing_ok=True)
+            try:
+                store = open_storage(f"sqlite:///{aside}")
+                cls._build(space, store, name, sampler, target, results_dir)
+                store.remove_session()
+                store.engine.dispose()  # every connection closed: the file is whole on disk
+                _link_new(aside, new_file, name, url)
+            finally:
+                aside.unlink(missing_ok=True)
+            study = optuna.load_study(study_name=name, storage=open_storage(url), sampler=sampler)
+        run = cls(study, space, results_dir=results_dir, storage_url=url)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @staticmethod
+    def _build(space: Any, store: Any, name: str, sampler: Any, target: int, results_dir: Path) -> optuna.Study:
+        """Study ``name`` in ``store`` with its attrs and ``target`` queued slots; ``space`` is
+        written last, so a study that has it is complete (see :meth:`open`)."""
+        study = optuna.create_study(study_name=name, storage=store, directions=space.directions(), sampler=sampler)
         attrs = {
-            "space": space.to_dict(),
             "objectives": [{"name": o.name, "direction": o.direction} for o in space.objectives],
             "target_trials": target,
             "results_dir": str(results_dir),
@@ -166,10 +211,13 @@ class SearchRun:
         }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        run = cls(study, space, results_dir=results_dir, storage_url=url)
-        run.folder.mkdir(parents=True, exist_ok=True)
-        run._enqueue_initial(target)
-        return run
+        baselines = list(zip(baseline_labels(space.baselines), space.baseline_params()))
+        for label, params in baselines[:target]:
+            study.enqueue_trial(params, user_attrs={"baseline": label})
+        for _ in range(target - min(target, len(baselines))):
+            study.enqueue_trial({})
+        study.set_user_attr("space", space.to_dict())
+        return study
 
     @classmethod
     def open(cls, name: str, *, storage: str | None = None, results_dir: str | Path = "results") -> "SearchRun":
@@ -191,6 +239,12 @@ class SearchRun:
             known = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
             raise ValueError(f"no study {name!r} in {describe_storage(url)}; known studies: {known or 'none'}")
         probe = optuna.load_study(study_name=name, storage=store)
+        if "space" not in probe.user_attrs:  # written last by create: its creation was cut short
+            raise ValueError(
+                f"study {name!r} in {describe_storage(url)} was never fully created (its creating process was "
+                f"stopped); delete it with 'optuna delete-study --study-name {name} --storage {describe_storage(url)}' "
+                "and start it again"
+            )
         space = SearchSpace.from_dict(probe.user_attrs["space"])
         study = optuna.load_study(study_name=name, storage=store, sampler=cls._sampler(space, space.sampler.get("seed")))
         stored_dir = probe.user_attrs.get("results_dir")
@@ -202,13 +256,6 @@ class SearchRun:
         from ..space import make_sampler
 
         return make_sampler(space.sampler, seed=seed, constraints_func=constraints_func, space=space)
-
-    def _enqueue_initial(self, target: int) -> None:
-        baselines = list(zip(baseline_labels(self.space.baselines), self.space.baseline_params()))
-        for label, params in baselines[:target]:
-            self.study.enqueue_trial(params, user_attrs={"baseline": label})
-        for _ in range(target - min(target, len(baselines))):
-            self.study.enqueue_trial({})
 
     # -------------------------------------------------------------- counts
     def trials(self) -> list[FrozenTrial]:

@@ -17,7 +17,8 @@ Top-level keys (all validated; an unknown key is an error):
                         ``true``: one family/t/rank/n_modes choice for the whole group
     ``families``        subset of ``tucker, tt, tr, sttu, stt, str, dense`` (default: all seven)
     ``ranks``           ``{low, high, step}`` (step default 1), or an explicit list ``[4, 8, 12]``, or one int
-    ``t``               STP factors (ints >= 2) for the ST families (default ``[2]``); classical use t=1
+    ``t``               STP factors (ints >= 2) for the ST families (default ``[2]``); classical use t=1.
+                        Each t must divide some mode an ST family would reduce on some layer of the group
     ``n_modes``         modes each channel count is split into, train/ring families (default ``[3]``)
     ``tucker_n_modes``  the same for Tucker families (default ``[1]``, i.e. Tucker-2)
     ``mode_splits``     ``auto`` (default): every ordered factorization of the channel count into
@@ -547,6 +548,7 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
                                        f"fix or remove model_kwargs") from None
     space.groups = _groups(data.get("layers"), list(layers))
     _check_tie(space)
+    _check_t_reduces(space)
     space.baselines = _baselines(data.get("baselines"), space)
     return space
 
@@ -587,6 +589,45 @@ def _check_tie(space: SearchSpace) -> None:
     raise _fail(("tie",), f"[uniform] alone needs every searchable layer to have the same choices, but {where[0]} "
                           f"and {where[1]} differ in {', '.join(diff)}; make the groups' choices identical "
                           f"or add per_layer to tie")
+
+
+def _reduces(family: str, ins: tuple[int, ...], outs: tuple[int, ...], kernel: tuple[int, int], t: int) -> bool:
+    """Whether a semi-tensor ``family`` with factor ``t`` stores any factor of this split reduced
+    (``FactorSpec.is_reduced``: a mode divisible by ``t``, past the first core of a train/ring)."""
+    from ..layers.layout import Layout
+
+    base = BASE_FAMILY[family]
+    if base == "tucker":  # a factor per channel mode, none on the spatial mode
+        return any(m % t == 0 for m in (*outs, *ins))
+    return any(m % t == 0 for m in Layout(base, outs, ins, kernel).modes()[1:])
+
+
+def _check_t_reduces(space: SearchSpace) -> None:
+    """Every ``t`` of a group must reduce some factor of some offered semi-tensor family on some
+    layer of the group: one that reduces none trains the classical family under the ST label."""
+    from .sampling import parse_split, split_choices
+
+    for gi, group in enumerate(space.groups):
+        st = [f for f in group.families if f in ST_FAMILIES]
+        geoms = list({(g.c_in, g.c_out, g.kernel): g for n, g in space.layers().items()
+                      if space.assignment[n] is group}.values())
+        if not st or not geoms:
+            continue
+
+        def useful(t: int) -> bool:
+            return any(_reduces(fam, *parse_split(s, g.c_in, g.c_out, d), g.kernel, t)
+                       for fam in st for g in geoms for d in group.d_choices(fam)
+                       for s in split_choices(group, g.c_in, g.c_out, d))
+
+        for t in group.t:
+            if useful(t):
+                continue
+            others = [x for x in range(2, 17) if x != t and useful(x)][:4]
+            fix = f"use t values that divide them, e.g. t: {others}" if others else "remove the semi-tensor families"
+            channels = sorted({c for g in geoms for c in (g.c_in, g.c_out)})
+            raise _fail(("layers", gi, "t"), f"t={t} divides none of the mode sizes of {', '.join(st)} on the layers "
+                                             f"of {group.name} (channels {channels}), so they would train as the "
+                                             f"classical families under the semi-tensor label; {fix}")
 
 
 def _objectives(raw: Any) -> list[Objective]:
