@@ -22,7 +22,7 @@ from torch import nn
 
 from .compress import compress, fold_for_inference
 from .plan import NetworkPlan
-from .train import TrainConfig, measure_latency, seed_everything, train
+from .train import TrainConfig, measure_latency, runtime, seed_everything, train
 
 __all__ = ["TrialSpec", "run_trial", "build_model", "plan_family", "TRIAL_FILE", "WEIGHTS_FILE", "METRICS_FILE"]
 
@@ -198,14 +198,17 @@ def run_trial(
         "latency_ms": None,
     }
     if result.status != "failed" and spec.measure_latency:  # as exported: modes tuned at batch 1, folded
-        deployed, _ = fold_for_inference(model, tuple(info.input_shape), batch=1)
-        lat = measure_latency(deployed, info.input_shape, batch_size=1, device=result.device)
+        # Under the trial's own thread count: with the process default, a trial given 1 of many
+        # cores would time every operator across all of them, waiting on busy ones (100x slower).
+        with runtime(torch.device(result.device), cfg):
+            deployed, _ = fold_for_inference(model, tuple(info.input_shape), batch=1)
+            lat = measure_latency(deployed, info.input_shape, batch_size=1, device=result.device)
         metrics["latency_ms"] = lat["ms_min"]  # the fastest run: robust to a busy machine
     metrics["wall_seconds"] = time.perf_counter() - start
     if folder is not None:
         if result.status != "failed":
             save_weights(model, folder / WEIGHTS_FILE)
-        (folder / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2))
+        (folder / METRICS_FILE).write_text(json.dumps(jsonable(metrics), indent=2))
     return metrics
 
 
@@ -220,11 +223,12 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj

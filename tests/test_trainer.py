@@ -121,6 +121,56 @@ def test_non_finite_loss_fails_cleanly(digits, how):
         assert res.reason.endswith("step 1") and res.steps_done == 1
 
 
+def test_divergence_in_the_last_step_fails_the_run(digits):
+    """The loss check sees each loss before its update: weights that the last step made
+    non-finite showed only as NaN logits, which still argmax to a class (chance accuracy)."""
+    tr, va = digits
+    res = train(make_model(), tr, va, cfg(lr=1e30, max_steps=1, momentum=0.0, schedule="constant"), progress=False)
+    assert res.status == "failed" and "training diverged" in res.reason, res.reason
+    assert res.val_acc is None and res.val_loss is None
+    model = make_model()
+
+    def break_a_weight(rec):  # after the last epoch, as an overflowing last update would
+        with torch.no_grad():
+            model.head.weight[0, 0] = float("inf")
+
+    res = train(model, tr, va, cfg(epochs=1, eval_every_epoch=False), epoch_callback=break_a_weight, progress=False)
+    assert res.status == "failed" and res.reason.startswith("non-finite weights (head.weight)"), res.reason
+
+
+class NoisyDigits(torch.utils.data.Dataset):
+    """Digits with random noise drawn from torch's global RNG, like random crops and flips."""
+
+    def __init__(self, base: TensorDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return x + 0.1 * torch.randn_like(x), y
+
+
+def test_random_augmentation_does_not_depend_on_num_workers(digits, tmp_path):
+    """Samples draw their randomness from (seed, epoch, index): 0 or 2 loader workers train the
+    same weights, and a checkpoint resumes under another num_workers to the same result."""
+    tr, va = digits
+    noisy = NoisyDigits(tr)
+    runs = {}
+    for workers in (0, 2):
+        runs[workers] = make_model()
+        train(runs[workers], noisy, va, cfg(num_workers=workers), progress=False)
+    assert_same_state(runs[0], runs[2])
+    first = train(make_model(), noisy, va, cfg(num_workers=2), checkpoint_dir=tmp_path, progress=False,
+                  epoch_callback=lambda rec: True)  # stopped after epoch 1
+    assert first.status == "pruned"
+    resumed = make_model()
+    res = train(resumed, noisy, va, cfg(num_workers=0), checkpoint_dir=tmp_path, progress=False)
+    assert res.resumed_from_step == first.steps_done
+    assert_same_state(resumed, runs[0])
+
+
 def test_out_of_memory_is_a_failed_trial(digits):
     tr, va = digits
 
@@ -362,6 +412,9 @@ def test_config_roundtrip_and_validation():
         TrainConfig(max_steps=0)
     with pytest.raises(ValueError, match="budget"):
         TrainConfig(epochs=None)
+    for seed in (-1, 2**32, 2**64):  # torch and NumPy would fail on these mid-run, with their own words
+        with pytest.raises(ValueError, match=r"^TrainConfig.seed: got .*; allowed: an int in \[0, 2\*\*32 - 1\]$"):
+            TrainConfig(seed=seed)
 
 
 def test_adamw_and_step_schedule(digits):

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from stsearch.plan import LayerPlan, NetworkPlan
 from stsearch.summary import summarize
@@ -74,6 +75,13 @@ def test_train_cli_prints_metrics_json(tmp_path):
     assert metrics["forward_modes"] and set(metrics["forward_modes"].values()) <= {"dense", "factorized"}
     assert metrics["tune_seconds"] > 0
     assert json.loads((tmp_path / "trial" / "metrics.json").read_text())["forward_modes"] == metrics["forward_modes"]
+    diverged = subprocess.run(
+        [sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits", "--lr", "1e30",
+         "--max-steps", "1", "--num-threads", "1", "--out", str(tmp_path / "diverged"), "--no-progress"],
+        capture_output=True, text=True, timeout=120)
+    assert diverged.returncode == 1, diverged.stderr  # a failed trial; its JSON is strict (no NaN)
+    failed = json.loads(diverged.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the printed JSON"))
+    assert failed["status"] == "failed" and "training diverged" in failed["reason"] and failed["val_loss"] is None
     bad = subprocess.run([sys.executable, "-m", "stsearch", "train", "--model", "resnet8_digits", "--dataset", "digits",
                           "--epochs", "-1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("stsearch: error:") and bad.stderr.count("\n") == 1
@@ -107,6 +115,27 @@ def test_warm_start_from_pretrained_dense_checkpoint_and_distillation(tmp_path):
     bad = TrialSpec(**{**spec.to_dict(), "pretrained": str(tmp_path / "bad.safetensors")})
     with pytest.raises(ValueError, match="does not fit the dense resnet8_digits"):
         build_model(bad, num_classes=10)
+
+
+def test_latency_is_measured_with_the_trials_thread_count(tmp_path, monkeypatch):
+    """A trial given 1 thread is timed on 1 thread, not on the process default (oversubscribed
+    when trials share a machine); the default is restored afterwards."""
+    import stsearch.trial as trial_module
+
+    seen = {}
+
+    def fake_latency(model, input_shape, **kwargs):
+        seen["threads"] = torch.get_num_threads()
+        return {"ms_min": 1.0, "ms_median": 1.0}
+
+    monkeypatch.setattr(trial_module, "measure_latency", fake_latency)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_trial(_spec(epochs=0.1, num_threads=1), workdir=tmp_path, progress=False)
+        assert seen["threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_latency_is_measured_on_the_model_as_exported(tmp_path, monkeypatch):

@@ -140,11 +140,12 @@ def build_spec(args: argparse.Namespace):
 @command("train", _args)
 def run(args: argparse.Namespace) -> int:
     """Train one configuration (a trial) and print its metrics as JSON."""
-    from ..trial import run_trial
+    from ..trial import jsonable, run_trial
 
     spec = build_spec(args)
     out = Path(args.out) if args.out else Path("results") / "train" / time.strftime("%Y%m%d-%H%M%S")
     metrics = run_trial(spec, workdir=out, progress=not args.no_progress)
     metrics["trial_dir"] = str(out)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "history"} | {"history": metrics["history"]}, indent=2))
+    ordered = {k: v for k, v in metrics.items() if k != "history"} | {"history": metrics["history"]}
+    print(json.dumps(jsonable(ordered), indent=2, allow_nan=False))  # strict JSON: NaN/inf become null
     return 0 if metrics["status"] != "failed" else 1

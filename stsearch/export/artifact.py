@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from .. import __version__
-from ..trial import METRICS_FILE, WEIGHTS_FILE, TrialSpec, _jsonable, save_weights
+from ..trial import METRICS_FILE, WEIGHTS_FILE, TrialSpec, jsonable, save_weights
 from .loading import EXPORT_FILE, dataset_meta, load
 from .selection import select_trial, study_of, trial_folder
 
@@ -124,9 +124,9 @@ def export_trial(
         shutil.copyfile(folder / WEIGHTS_FILE, out / WEIGHTS_FILE)
     spec.save(out)
     (out / PLAN_FILE).write_text(json.dumps(spec.plan, indent=2))
-    (out / METRICS_FILE).write_text(json.dumps(_jsonable(metrics), indent=2))
+    (out / METRICS_FILE).write_text(json.dumps(jsonable(metrics), indent=2))
     write_program_meta(model, input_shape, out, meta, fold=fold_weights, batch=batch)
-    (out / EXPORT_FILE).write_text(json.dumps(_jsonable(meta), indent=2))
+    (out / EXPORT_FILE).write_text(json.dumps(jsonable(meta), indent=2))
     layers = summarize(spec.model, spec.network_plan(), input_shape=input_shape,
                        **{**spec.model_kwargs, "num_classes": num_classes}).table
     from .card import model_card

@@ -3,7 +3,7 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import evaluate, measure_latency
-from .trainer import LRSchedule, TrainResult, resolve_device, seed_everything, train
+from .trainer import LRSchedule, TrainResult, resolve_device, runtime, seed_everything, train
 
 __all__ = [
     "TrainConfig",
@@ -15,5 +15,6 @@ __all__ = [
     "load_checkpoint",
     "seed_everything",
     "resolve_device",
+    "runtime",
     "LRSchedule",
 ]

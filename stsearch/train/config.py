@@ -138,8 +138,8 @@ class TrainConfig:
             raise _bad("distill_temperature", self.distill_temperature, "a number > 0")
 
     def _check_runtime(self) -> None:
-        if not _is_int(self.seed):
-            raise _bad("seed", self.seed, "an int")
+        if not (_is_int(self.seed) and 0 <= self.seed <= 2**32 - 1):  # NumPy's and the samplers' seed range
+            raise _bad("seed", self.seed, "an int in [0, 2**32 - 1]")
         if not (
             isinstance(self.device, str)
             and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)

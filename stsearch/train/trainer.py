@@ -44,7 +44,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ from .checkpoint import get_rng_state, load_latest, save_rotating, set_rng_state
 from .config import RESUME_IGNORED_KEYS, TrainConfig
 from .metrics import autocast, evaluate, to_device
 
-__all__ = ["TrainResult", "train", "seed_everything", "resolve_device", "LRSchedule"]
+__all__ = ["TrainResult", "train", "seed_everything", "resolve_device", "LRSchedule", "runtime"]
 
 CHECKPOINT_VERSION = 1
 _REQUIRED_KEYS = ("version", "config", "model", "optimizer", "scheduler", "rng", "history",
@@ -148,17 +148,45 @@ def _on_cpu(ds: Dataset) -> bool:
 
 
 class _EpochSampler(Sampler[int]):
-    """Permutation fixed by (seed, epoch), optionally skipping its first ``start`` indices."""
+    """Permutation fixed by (seed, epoch), optionally skipping its first ``start`` indices.
+
+    It yields keys ``epoch * n + index`` for :class:`_SeededSamples`, which knows the epoch from them.
+    """
 
     def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-        yield from torch.randperm(self.n, generator=g)[self.start:].tolist()
+        offset = self.epoch * self.n
+        yield from (offset + i for i in torch.randperm(self.n, generator=g)[self.start:].tolist())
 
     def __len__(self) -> int:
         return self.n - self.start
+
+
+class _SeededSamples(Dataset):
+    """Training sample ``epoch * n + index`` loaded with torch's RNG seeded by (seed, epoch, index).
+
+    Random augmentation then draws the same numbers in whichever process loads the sample, so
+    ``num_workers`` does not change a run, and the trainer's own RNG stream is restored after it.
+    """
+
+    def __init__(self, ds: Dataset, n: int, seed: int) -> None:
+        self.ds, self.n, self.seed = ds, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: int) -> Any:
+        epoch, index = divmod(int(key), self.n)
+        rng = torch.default_generator
+        state = rng.get_state()
+        rng.manual_seed(_mix(self.seed, epoch, index, 2))
+        try:
+            return self.ds[index]
+        finally:
+            rng.set_state(state)
 
 
 class LRSchedule:
@@ -236,8 +264,8 @@ def _loss_fn(cfg: TrainConfig, teacher: nn.Module | None) -> Callable[..., torch
 
 
 @contextlib.contextmanager
-def _runtime(device: torch.device, cfg: TrainConfig) -> Iterator[None]:
-    """Set CPU threads / cuDNN autotuning for the run and restore them afterwards."""
+def runtime(device: torch.device, cfg: TrainConfig) -> Iterator[None]:
+    """The run's CPU threads (``cfg.num_threads``) and cuDNN autotuning, restored afterwards."""
     threads = torch.get_num_threads()
     bench = torch.backends.cudnn.benchmark
     if device.type == "cpu":
@@ -302,7 +330,9 @@ class _Run:
                 self.teacher.to(memory_format=torch.channels_last)
         self.val_loader = DataLoader(self.val_ds, batch_size=2 * self.cfg.batch_size,
                                      shuffle=False, num_workers=self.cfg.num_workers,
-                                     pin_memory=self.device.type == "cuda" and _on_cpu(self.val_ds))
+                                     pin_memory=self.device.type == "cuda" and _on_cpu(self.val_ds),
+                                     # its own seed source: evaluating never draws from the training RNG
+                                     generator=torch.Generator().manual_seed(_mix(self.cfg.seed, 3)))
         self.opt = _make_optimizer(self.model, self.cfg)
         warm = round(self.cfg.warmup_epochs * self.spe)
         self.sched = LRSchedule(self.opt, self.cfg, self.planned, warm)
@@ -392,7 +422,7 @@ class _Run:
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
         cfg = self.cfg
         return DataLoader(
-            self.train_ds, batch_size=cfg.batch_size, drop_last=self.drop_last,
+            _SeededSamples(self.train_ds, self.n, cfg.seed), batch_size=cfg.batch_size, drop_last=self.drop_last,
             sampler=_EpochSampler(self.n, cfg.seed, epoch, start_step * cfg.batch_size),
             num_workers=cfg.num_workers, pin_memory=self.pin,
             generator=torch.Generator().manual_seed(_mix(cfg.seed, epoch, 1)),
@@ -511,10 +541,28 @@ class _Run:
             return 1.0
         return min(1.0, self.elapsed() / self.cfg.max_seconds)
 
+    def _diverged(self, last: Mapping[str, Any]) -> str | None:
+        """Why the trained model is unusable (non-finite weights or validation loss), or ``None``."""
+        bad = next((n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        if bad is not None:
+            return (f"non-finite weights ({bad}) after step {self.steps_done}: training diverged; "
+                    f"lower lr or set grad_clip")
+        loss = last.get("val_loss")
+        if loss is not None and not math.isfinite(loss):
+            return (f"non-finite validation loss ({loss}) after step {self.steps_done}: training diverged; "
+                    f"lower lr or set grad_clip")
+        return None
+
     def result(self, status: str, reason: str | None, stopped_by: str | None) -> TrainResult:
         last = self.history[-1] if self.history else None
         if status != "failed" and last is not None and last["val_acc"] is None:
             self._fill_eval(last)  # e.g. pruned with eval_every_epoch=False
+        if status != "failed" and last is not None:
+            # The loss check sees each step's loss before its update: a last step that made the
+            # weights diverge shows only here (NaN logits still argmax to some class).
+            diverged = self._diverged(last)
+            if diverged:
+                status, reason, stopped_by = "failed", diverged, "error"
         ok = status != "failed" and last is not None
         return TrainResult(
             status=status, reason=reason,
@@ -550,7 +598,7 @@ def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset, config: TrainCon
                Path(checkpoint_dir) if checkpoint_dir is not None else None,
                epoch_callback, progress)
     was_training = model.training
-    with _runtime(run.device, config):
+    with runtime(run.device, config):
         run.t0 = time.perf_counter()
         oom: str | None = None
         try:
