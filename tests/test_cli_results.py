@@ -83,6 +83,22 @@ def test_workers_write_the_frame_and_plot_compares_studies_of_other_storages(stu
     assert "expected STUDY or STUDY=URL" in capsys.readouterr().err
 
 
+def test_compared_studies_of_the_same_name_are_both_drawn(studies, tmp_path, capsys):
+    import matplotlib
+
+    url = f"journal:{tmp_path / 'elsewhere.log'}"
+    SearchRun.create(SearchSpace.load(_space(tmp_path)), name="one", storage=url, results_dir=tmp_path / "r", trials=2)
+    assert main(["worker", "--name", "one", "--storage", url, "--results-dir", str(tmp_path / "r"), "--no-progress"]) == 0
+    capsys.readouterr()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # legend text stays text in the SVG
+        assert main(["plot", "one", "--results-dir", str(studies), "--compare", f"one={url}", "--out", str(tmp_path / "p")]) == 0
+    svg = (tmp_path / "p" / "compare.svg").read_text()
+    assert "(2 studies)" in svg and f"one ({url})" in svg and f"one (sqlite:///{studies / 'one' / 'study.db'})" in svg
+    capsys.readouterr()
+    assert main(["plot", "one", "--results-dir", str(studies), "--compare", "one"]) == 2
+    assert "names study one" in capsys.readouterr().err
+
+
 def test_resume_refuses_a_total_below_the_trials_already_trained(studies, capsys):
     assert main(["resume", "one", "--trials", "2", "--results-dir", str(studies), "--dispatch", "none"]) == 2
     err = capsys.readouterr().err

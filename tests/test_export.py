@@ -263,6 +263,39 @@ def test_error_failed_and_interrupted_trials(study, capsys):
     assert "is interrupted" in msg and "killed" in msg
 
 
+def test_a_results_folder_reused_by_a_newer_study_is_not_exported_from(study, tmp_path, capsys):
+    """A backed-up study exports its own trial folders, not the ones its stored (absolute) paths now
+    point at, where a newer study of the same name has written other runs."""
+    import shutil
+
+    number = select_trial(study).number
+    folder = ref_folder(study, number)
+    backup = tmp_path / "backup"
+    shutil.copytree(study.folder, backup / study.name)
+    original = folder / "metrics.json"
+    text = original.read_text()
+    other = json.loads(text) | {"val_acc": 0.123, "family": "str"}
+    original.write_text(json.dumps(other))  # the original place now holds another study's run
+    try:
+        code, _, err = _cli(capsys, "export", study.name, "--trial", str(number), "--results-dir", str(backup),
+                            "--out", str(tmp_path / "e"))
+        assert code == 0, err
+        assert read_meta(tmp_path / "e")["source_dir"] == str(backup / study.name / "trials" / folder.name)
+        assert "fastest of 10 runs" in (tmp_path / "e" / "MODEL_CARD.md").read_text()
+        shutil.rmtree(backup / study.name / "trials")  # only the reused folder is left
+        msg = _one_error(capsys, "export", study.name, "--trial", str(number), "--results-dir", str(backup))
+        assert "holds another run" in msg and str(folder) in msg
+    finally:
+        original.write_text(text)
+
+
+def test_error_out_is_a_file(study, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    msg = _one_error(capsys, "export", study.name, "--results-dir", str(study.results_dir), "--out", str(afile))
+    assert "is a file" in msg and afile.read_text() == "x"
+
+
 def test_error_missing_weights(study, capsys):
     number = select_trial(study).number
     weights = ref_folder(study, number) / "model.safetensors"

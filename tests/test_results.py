@@ -420,6 +420,24 @@ def test_plots_three_objectives_and_degenerate(tmp_path: Path) -> None:
     _check_images(plot_compare({"only": empty}, None, tmp_path / "c0"), tmp_path / "c0")
 
 
+def test_front_plot_rings_the_knee_that_pareto_and_export_report(tmp_path: Path) -> None:
+    """With three objectives the ringed knee is the study's (all objectives), not the plotted pair's."""
+    import matplotlib
+
+    from stsearch.results.plots import plot_front
+
+    differs = 0
+    for seed in range(40, 52):
+        df = trials_frame(synthetic_study(60, seed=seed, objectives=OBJ3))
+        want = int(knee_point(pareto_front(df, OBJ3), OBJ3)["number"])
+        pair = [("accuracy", "maximize"), ("compression", "maximize")]
+        differs += want != int(knee_point(pareto_front(df, pair), pair)["number"])
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+            svg = plot_front(df, OBJ3, tmp_path / f"f{seed}")[1].read_text()
+        assert f"knee (of all 3 objectives): trial #{want}<" in svg
+    assert differs, "the seeds should include fronts whose two knees differ"
+
+
 # ---------------------------------------------------------------- scale
 
 

@@ -60,6 +60,8 @@ def export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.folder / "export" / f"trial-{trial.number}"
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the exported model")
     export_trial(run, trial, out, finetune_epochs=args.finetune, command=command_line(args),
                  fold_weights=args.fold_weights, batch=args.batch)
     metrics = json.loads((out / "metrics.json").read_text())

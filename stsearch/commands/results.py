@@ -89,6 +89,18 @@ def pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_labels(runs: list) -> list[str]:
+    """Legend names of compared studies: the study name, with its storage where names repeat."""
+    from ..search.storage import describe_storage
+
+    names = [r.name for r in runs]
+    labels = [f"{r.name} ({describe_storage(r.storage_url)})" if names.count(r.name) > 1 else r.name for r in runs]
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice is not None:
+        raise ValueError(f"--compare names study {twice} twice (or the plotted study itself); drop the repeat")
+    return labels
+
+
 @command("plot", _plot_args)
 def plot(args: argparse.Namespace) -> int:
     """Front, hypervolume history and per-layer heat map of a study (PNG + SVG); --compare overlays studies."""
@@ -97,6 +109,7 @@ def plot(args: argparse.Namespace) -> int:
 
     run = _open(args)
     others = [_open_other(args, entry) for entry in args.compare]  # every study found before anything is drawn
+    labels = _compare_labels([run, *others])
     df = trials_frame(run.study)
     objs = study_objectives(run.study)
     if df.empty or not (df["status"] == "completed").any():
@@ -111,9 +124,9 @@ def plot(args: argparse.Namespace) -> int:
     if len(front):
         written += plot_layer_heatmap(front, out / "layers")
     if args.compare:
-        frames = {run.name: df}
-        for other_run in others:
-            frames[other_run.name] = trials_frame(other_run.study)
+        frames = {labels[0]: df}
+        for label, other_run in zip(labels[1:], others):
+            frames[label] = trials_frame(other_run.study)
         written += plot_compare(frames, objs, out / "compare")
     for path in written:
         print(path)

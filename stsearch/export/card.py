@@ -78,7 +78,7 @@ def model_card(spec: TrialSpec, metrics: Mapping[str, Any], meta: Mapping[str, A
         ("MACs / sample", f"{_num(metrics.get('macs'), ',')} (dense {_num(metrics.get('dense_macs'), ',')})"),
         ("Top-1 accuracy (validation)", _acc(metrics.get("val_acc")) + acc_note),
         ("Top-5 accuracy (validation)", _acc(metrics.get("val_top5"))),
-        ("Latency (batch 1, median)", _num(metrics.get("latency_ms"), ".3f", " ms")
+        ("Latency (batch 1, fastest of 10 runs)", _num(metrics.get("latency_ms"), ".3f", " ms")
          + (f" on {metrics['device']}" if metrics.get("device") else "")),
         ("Training budget", _budget(spec, metrics)),
         ("Fine-tuned", f"yes, {finetune['epochs']:g} epochs with the trial's training config" if finetune else "no"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from ..trial import WEIGHTS_FILE
+from ..trial import METRICS_FILE, WEIGHTS_FILE
 
 __all__ = ["select_trial", "trial_folder", "study_of"]
 
@@ -59,7 +60,7 @@ def _by_number(st: optuna.Study, trials: list[FrozenTrial], number: int) -> Froz
             f"(see 'stsearch status {name}')"
         )
     t = by_number[number]
-    status = t.user_attrs.get("status") or t.state.name.lower()
+    status = t.user_attrs.get("status") or ("completed" if t.state == TrialState.COMPLETE else t.state.name.lower())
     if t.state in (TrialState.RUNNING, TrialState.WAITING):
         raise ValueError(f"trial {number} of study {name} is {t.state.name.lower()}, not trained yet; "
                          f"wait for it ('stsearch status {name}') or pick another --trial")
@@ -108,23 +109,44 @@ def _by_rule(st: optuna.Study, *, knee: bool, min_cf: float | None) -> FrozenTri
 
 
 def trial_folder(run_or_study: Any, trial: FrozenTrial) -> Path:
-    """The folder of a trained trial (its ``artifact_dir``; when the results folder was moved,
-    the same folder name under ``<run.folder>/trials``), checked to hold the weights."""
+    """The folder of a trained trial, checked to hold its weights and its run.
+
+    Looked for first as ``<run.folder>/trials/<name>`` (the study's own results folder, also
+    after it was moved), then at the stored ``artifact_dir``. A folder whose ``metrics.json``
+    disagrees with the study's record of the trial holds another run (a results folder reused by
+    a newer study of the same name) and is passed over.
+    """
     name = study_of(run_or_study).study_name
     stored = trial.user_attrs.get("artifact_dir")
     if not stored:
         raise FileNotFoundError(f"trial {trial.number} of study {name} records no folder (artifact_dir); "
                                 "it was never trained")
-    candidates = [Path(stored)]
+    candidates = []
     run_folder = getattr(run_or_study, "folder", None)
     if run_folder is not None:
         candidates.append(Path(run_folder) / "trials" / Path(stored).name)
-    folder = next((c for c in candidates if c.is_dir()), None)
-    if folder is None:
+    candidates = [c for c in dict.fromkeys([*candidates, Path(stored)]) if c.is_dir()]
+    if not candidates:
         raise FileNotFoundError(f"folder {stored} of trial {trial.number} of study {name} does not exist; "
                                 "pass --results-dir where the study's trials/ folder lives")
+    folder = next((c for c in candidates if _holds_run_of(c, trial)), None)
+    if folder is None:
+        raise FileNotFoundError(f"{', '.join(map(str, candidates))} holds another run than trial {trial.number} of "
+                                f"study {name} (its metrics.json differs from the study's record); the folder was "
+                                "reused by a newer study: pass --results-dir where this study's trials/ folder lives")
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights} does not exist: trial {trial.number} of study {name} has no saved "
                                 "weights; re-run it or export another trial")
     return folder
+
+
+def _holds_run_of(folder: Path, trial: FrozenTrial) -> bool:
+    """Whether ``folder``'s ``metrics.json`` agrees with what the study recorded for ``trial``
+    (a folder without one cannot be checked and is taken)."""
+    try:
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return True
+    return all(metrics[k] == trial.user_attrs[k] for k in ("val_acc", "params", "family")
+               if k in metrics and k in trial.user_attrs)

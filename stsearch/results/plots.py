@@ -128,7 +128,8 @@ def plot_front(
     each pair sharing colour and marker), other trials with values (pruned, partial,
     infeasible) are faint grey crosses (on the bottom edge when below the range of the
     eligible ones), the 2-D front of the plotted pair is a step line, uniform-rank
-    baselines are stars annotated with their name and the knee point is ringed.
+    baselines are stars annotated with their name and the knee point is ringed (the knee of
+    all the objectives, as ``stsearch pareto`` reports it).
     With other objectives the plotted pair is accuracy (or the first objective) and
     compression (or the next one).
     """
@@ -175,10 +176,14 @@ def plot_front(
         fy = front[y[0]].to_numpy(float) * ys
         ax.step(fx, fy, where=_step(x[1]), color="#d62728", lw=1.6, alpha=0.9, zorder=4,
                 label=f"Pareto front ({len(front)})")
-        knee = knee_point(front, [y, x])
+        # The knee of all the study's objectives, as 'stsearch pareto' and 'export --knee' report it
+        # (with more than two it may lie off the plotted pair's front).
+        full = pareto_front(df, objs) if len(objs) > 2 else front
+        knee = knee_point(full, objs if len(objs) > 2 else [y, x])
         kx, ky = float(knee[x[0]]), float(knee[y[0]]) * ys
+        over = f" (of all {len(objs)} objectives)" if len(objs) > 2 else ""
         ax.scatter([kx], [ky], s=320, facecolors="none", edgecolors="#d62728", linewidths=2.2, zorder=6,
-                   label=f"knee: trial #{int(knee['number'])}")
+                   label=f"knee{over}: trial #{int(knee['number'])}")
         labels.append((kx, ky, f"knee #{int(knee['number'])}: {_fmt(y[0], ky)}, {_fmt(x[0], kx)}",
                        dict(color="#d62728", ec="#d62728")))
     labels += _mark_baselines(ax, df, x[0], y[0], ys, has, ylo, yhi)
