@@ -242,3 +242,64 @@ def test_a_study_whose_creation_was_cut_short_on_a_shared_storage_is_a_clear_err
     out = subprocess.run(_cli("status", "half", "--storage", journal, "--results-dir", str(tmp_path / "results")),
                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and out.stderr.count("\n") == 1 and "never fully created" in out.stderr
+
+
+# ------------------------------------------------------------- kills inside the bookkeeping
+def _tiny_run(tmp_path: Path, trials: int = 3) -> SearchRun:
+    return SearchRun.create(SearchSpace.load(_space(tmp_path)), name="k", results_dir=tmp_path / "results", trials=trials)
+
+
+def test_a_kill_between_release_requeuing_and_failing_a_trial_queues_one_retry(tmp_path):
+    """A second Ctrl-C while the first is handled: the trial is re-queued but still RUNNING. Resume
+    used to queue it again, so one configuration trained twice in one folder and a slot was cancelled."""
+    run = _tiny_run(tmp_path)
+    claim = run.claim()
+    run._requeue(claim.trial, str(claim.workdir))  # release()'s first step; the kill lands right after it
+    resumed = SearchRun.open("k", results_dir=tmp_path / "results")
+    resumed.reconcile(all_running_stale=True)
+    trials = resumed.trials()
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == claim.number]
+    assert len(retries) == 1 and retries[0].user_attrs["resume_dir"] == str(claim.workdir)
+    assert not [t for t in trials if t.user_attrs.get("status") == "cancelled"]
+    assert resumed.counts()["waiting"] == 3
+
+
+def test_a_kill_between_failing_and_requeuing_a_stale_trial_still_retries_it(tmp_path):
+    """Resume fails a dead process's trial, then re-queues it; a kill in between used to leave an
+    empty slot in its place, losing the trial's params and checkpoint folder."""
+    run = _tiny_run(tmp_path)
+    claim = run.claim()
+    storage = run.study._storage  # noqa: SLF001
+    storage.set_trial_user_attr(claim.trial._trial_id, "status", "interrupted")
+    storage.set_trial_state_values(claim.trial._trial_id, state=TrialState.FAIL)  # ... and killed here
+    resumed = SearchRun.open("k", results_dir=tmp_path / "results")
+    resumed.reconcile()
+    waiting = [t for t in resumed.trials() if t.state == TrialState.WAITING]
+    assert len(waiting) == 3
+    retry = [t for t in waiting if t.user_attrs.get("retry_of") == claim.number]
+    assert len(retry) == 1 and retry[0].user_attrs["resume_dir"] == str(claim.workdir)
+    assert retry[0].system_attrs["fixed_params"] == claim.trial.params
+    resumed.reconcile()  # a second resume changes nothing
+    assert len([t for t in resumed.trials() if t.state == TrialState.WAITING]) == 3
+
+
+def test_searches_started_together_without_a_name_get_numbered_names(tmp_path, monkeypatch):
+    """README: a second unnamed search is numbered; racing the first to the same number used to fail."""
+    space = SearchSpace.load(_space(tmp_path))
+    results = tmp_path / "results"
+    real = SearchRun._build
+    raced: list[str] = []
+
+    def build(space_, store, name, *args):
+        if not raced:  # another search takes the chosen name while this one builds its study
+            raced.append(name)
+            SearchRun.create(space, name=name, results_dir=results, trials=1)
+        return real(space_, store, name, *args)
+
+    monkeypatch.setattr(SearchRun, "_build", staticmethod(build))
+    run = SearchRun.create(space, results_dir=results, trials=1)
+    assert raced == ["tiny"] and run.name == "tiny-2" and run.counts()["waiting"] == 1
+    raced.clear()
+    with pytest.raises(ValueError, match=r"created by another process meanwhile; pick another --name"):
+        SearchRun.create(space, name="mine", results_dir=results, trials=1)
+    assert sorted(p.name for p in results.iterdir()) == ["mine", "tiny", "tiny-2"]

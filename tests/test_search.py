@@ -184,6 +184,50 @@ def test_sigkill_mid_search_then_resume_reaches_the_total_exactly(tmp_path):
     assert len(_study(results, "killme").trials) == len(study.trials)
 
 
+@pytest.mark.parametrize("dispatch", ["local", "ray"])
+def test_ctrl_c_mid_training_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, ray_tmp, dispatch):
+    """Ray Tune used to swallow SIGINT: the search exited 0 with a normal report and Tune's own
+    'Tuner.restore' hint. Both dispatchers now stop as an interrupted command should."""
+    env = _env(tmp_path, ray_tmp)
+    results = tmp_path / "results"
+    space = _space(tmp_path)
+    space.write_text(space.read_text().replace("epochs: 1,", "epochs: 4,"))
+    extra = ["--dispatch", "local"] if dispatch == "local" else ["--num-cpus", "2"]
+    log = (tmp_path / "search.log").open("w")
+    proc = subprocess.Popen(_cli("search", "--space", str(space), "--trials", "3", "--name", "intr", "--results-dir",
+                                 str(results), "--no-progress", *extra), env=env, stdout=log, stderr=subprocess.STDOUT)
+    db = results / "intr" / "study.db"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if db.exists() and any(t.state == TrialState.RUNNING and (Path(t.user_attrs.get("artifact_dir", "/nonexistent"))
+                                                                        / "ckpt" / "last.pt").exists()
+                                   for t in _study(results, "intr").get_trials(deepcopy=False)):
+                break  # a trial is in training, past its first epoch
+        else:
+            pytest.fail("no trial reached training:\n" + (tmp_path / "search.log").read_text()[-3000:])
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+        if dispatch == "ray":
+            subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], env=env, capture_output=True,
+                           timeout=120)
+    out = (tmp_path / "search.log").read_text()
+    assert code == 130, out[-3000:]
+    assert "stsearch: interrupted" in out and f"continue it with 'stsearch resume intr --results-dir {results}'" in out
+    assert "Tuner.restore" not in out
+    assert any(t.user_attrs.get("status") == "interrupted" for t in _study(results, "intr").trials)
+    done = subprocess.run(_cli("resume", "intr", "--results-dir", str(results), "--no-progress", "--dispatch", "local"),
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_exactly(_study(results, "intr"), 3)
+
+
 # --------------------------------------------------------------- PostgreSQL
 def _postgres_url() -> str | None:
     url = os.environ.get("STSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

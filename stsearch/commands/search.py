@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import os
 import sys
 import time
@@ -112,6 +113,13 @@ def _dispatch(run: Any, args: argparse.Namespace) -> None:
             run_ray(run, address=args.address, concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
                     gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, scheduler=args.scheduler,
                     on_finish=progress, num_cpus=args.num_cpus)
+    except KeyboardInterrupt:
+        progress.close()
+        extra = "" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"
+        where = f" --storage {shlex.quote(args.storage)}" if args.storage else extra
+        print(f"stsearch: study {run.name} keeps its trials; continue it with 'stsearch resume {run.name}{where}'",
+              file=sys.stderr)
+        raise
     finally:
         progress.close()
         run.write_frame()

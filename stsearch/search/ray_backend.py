@@ -144,6 +144,9 @@ def run_ray(
     elif scheduler != "none":
         raise ValueError(f"--scheduler must be 'none' or 'asha', got {scheduler!r}")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C reaches stsearch as KeyboardInterrupt (trials released, exit 130, "stsearch resume" hint)
+    # instead of Tune ending the run quietly and pointing at its own Tuner.restore.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     trainable = tune.with_resources(ray_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     tuner = tune.Tuner(
         trainable,

@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,17 +96,29 @@ def _new_sqlite_file(url: str) -> Path | None:
     return Path(path).absolute()
 
 
+class _FileTaken(ValueError):
+    """Another process created the study file first."""
+
+
+def _free_name(results_dir: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... : the first without a study file under ``results_dir``."""
+    name, k = base, 2
+    while (results_dir / name / "study.db").exists():
+        name, k = f"{base}-{k}", k + 1
+    return name
+
+
 def _link_new(aside: Path, target: Path, name: str, url: str) -> None:
     """Put the finished file ``aside`` at ``target``, unless a file appeared there meanwhile."""
+    taken = _FileTaken(f"{describe_storage(url)} was created by another process meanwhile; "
+                       f"pick another --name (or 'stsearch resume {name}' if that study is yours)")
     try:
         os.link(aside, target)  # fails if target exists: never replaces a study made meanwhile
     except FileExistsError:
-        raise ValueError(f"{describe_storage(url)} was created by another process meanwhile; "
-                         f"run 'stsearch resume {name}' if it holds this study, or pick another --name") from None
+        raise taken from None
     except OSError:  # a file system without hard links
         if target.exists():
-            raise ValueError(f"{describe_storage(url)} was created by another process meanwhile; "
-                             f"pick another --name") from None
+            raise taken from None
         os.replace(aside, target)
 
 
@@ -160,13 +173,20 @@ class SearchRun:
             raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
         sampler = cls._sampler(space, seed if seed is not None else space.sampler.get("seed"))
         _check_some_feasible(space)
+        numbered = name is None and storage is None
         if name is None:
-            name = space.name
-            if storage is None:
-                k = 2
-                while (results_dir / name / "study.db").exists():
-                    name = f"{space.name}-{k}"
-                    k += 1
+            name = _free_name(results_dir, space.name) if storage is None else space.name
+        while True:
+            try:
+                return cls._create_at(space, name, storage, results_dir, sampler, target)
+            except _FileTaken:
+                if not numbered:  # an explicit --name: the other process has it
+                    raise
+                name = _free_name(results_dir, space.name)  # another search took this number meanwhile
+
+    @classmethod
+    def _create_at(cls, space: Any, name: str, storage: str | None, results_dir: Path, sampler: Any,
+                   target: int) -> "SearchRun":
         url = storage or default_storage_url(results_dir, name)
         new_file = _new_sqlite_file(url)
         if new_file is None:
@@ -182,8 +202,7 @@ class SearchRun:
             # dashboard, another search) never sees a file without tables, so it cannot race this
             # process to create them, and a kill mid-creation leaves no half-made study behind.
             new_file.parent.mkdir(parents=True, exist_ok=True)
-            aside = new_file.with_name(f".{new_file.name}.{os.getpid()}.creating")
-            aside.unlink(missing_ok=True)
+            aside = new_file.with_name(f".{new_file.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
             try:
                 store = open_storage(f"sqlite:///{aside}")
                 cls._build(space, store, name, sampler, target, results_dir)
@@ -304,6 +323,7 @@ class SearchRun:
                                  f"pass --trials {trained} or more (or omit it to keep {self.target})")
             self.study.set_user_attr("target_trials", int(target))
         storage = self.study._storage  # noqa: SLF001  (Optuna exposes no public handle)
+        retried = self._retried()
         for t in self.trials():
             if t.state != TrialState.RUNNING or not (all_running_stale or self._is_stale(t)):
                 continue
@@ -314,7 +334,13 @@ class SearchRun:
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another process finished or failed it first
-            self._requeue(t, t.user_attrs.get("artifact_dir"))
+            self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
+        if balance:
+            # An interrupted trial without a retry: its process was killed between failing and
+            # re-queuing it. Its params and folder are queued now instead of an empty slot.
+            for t in self.trials():
+                if t.state == TrialState.FAIL and t.user_attrs.get("status") == "interrupted":
+                    self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
         if not balance:
             return self.counts()
         counts = self.counts()
@@ -329,9 +355,19 @@ class SearchRun:
             self.study.enqueue_trial({})
         return self.counts()
 
-    def _requeue(self, t: FrozenTrial | Trial, folder: str | None) -> None:
+    def _retried(self) -> set[int]:
+        """Numbers of the trials a retry was queued for."""
+        return {int(t.user_attrs["retry_of"]) for t in self.trials() if t.user_attrs.get("retry_of") is not None}
+
+    def _requeue(self, t: FrozenTrial | Trial, folder: str | None, retried: set[int] | None = None) -> None:
+        """Queue a retry of ``t`` with its params and folder, unless one is queued already (a kill
+        between :meth:`release`'s re-queue and its FAIL leaves a RUNNING trial that has one)."""
+        retried = self._retried() if retried is None else retried
+        if t.number in retried:
+            return
         attrs = {"retry_of": t.number, "resume_dir": folder, "baseline": t.user_attrs.get("baseline")}
         self.study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in attrs.items() if v is not None})
+        retried.add(t.number)
 
     def release(self, claim: Claim, reason: str = "interrupted") -> None:
         """Give a claimed trial back: FAIL it as interrupted and re-queue its params and folder."""
