@@ -24,7 +24,7 @@ from .compress import compress, fold_for_inference
 from .plan import NetworkPlan
 from .train import TrainConfig, measure_latency, runtime, seed_everything, train
 
-__all__ = ["TrialSpec", "run_trial", "build_model", "plan_family", "TRIAL_FILE", "WEIGHTS_FILE", "METRICS_FILE"]
+__all__ = ["TrialSpec", "run_trial", "build_model", "plan_family", "jsonable", "TRIAL_FILE", "WEIGHTS_FILE", "METRICS_FILE"]
 
 TRIAL_FILE = "trial.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -224,11 +224,12 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    """``obj`` with every non-finite float replaced by ``None`` (strict JSON has no NaN) and
+    dict keys as strings (as JSON writes them)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     return obj

@@ -121,11 +121,9 @@ def trial_folder(run_or_study: Any, trial: FrozenTrial) -> Path:
     if not stored:
         raise FileNotFoundError(f"trial {trial.number} of study {name} records no folder (artifact_dir); "
                                 "it was never trained")
-    candidates = []
     run_folder = getattr(run_or_study, "folder", None)
-    if run_folder is not None:
-        candidates.append(Path(run_folder) / "trials" / Path(stored).name)
-    candidates = [c for c in dict.fromkeys([*candidates, Path(stored)]) if c.is_dir()]
+    own = [Path(run_folder) / "trials" / Path(stored).name] if run_folder is not None else []
+    candidates = [c for c in dict.fromkeys([*own, Path(stored)]) if c.is_dir()]
     if not candidates:
         raise FileNotFoundError(f"folder {stored} of trial {trial.number} of study {name} does not exist; "
                                 "pass --results-dir where the study's trials/ folder lives")

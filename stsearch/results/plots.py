@@ -178,10 +178,10 @@ def plot_front(
                 label=f"Pareto front ({len(front)})")
         # The knee of all the study's objectives, as 'stsearch pareto' and 'export --knee' report it
         # (with more than two it may lie off the plotted pair's front).
-        full = pareto_front(df, objs) if len(objs) > 2 else front
-        knee = knee_point(full, objs if len(objs) > 2 else [y, x])
+        many = len(objs) > 2
+        knee = knee_point(pareto_front(df, objs), objs) if many else knee_point(front, [y, x])
         kx, ky = float(knee[x[0]]), float(knee[y[0]]) * ys
-        over = f" (of all {len(objs)} objectives)" if len(objs) > 2 else ""
+        over = f" (of all {len(objs)} objectives)" if many else ""
         ax.scatter([kx], [ky], s=320, facecolors="none", edgecolors="#d62728", linewidths=2.2, zorder=6,
                    label=f"knee{over}: trial #{int(knee['number'])}")
         labels.append((kx, ky, f"knee #{int(knee['number'])}: {_fmt(y[0], ky)}, {_fmt(x[0], kx)}",

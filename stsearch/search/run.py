@@ -35,8 +35,8 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
-from ..trial import TrialSpec, plan_family
-from .storage import check_study_name, default_storage_url, describe_storage, open_storage, study_exists
+from ..trial import TrialSpec, jsonable, plan_family
+from .storage import check_study_name, default_storage_url, describe_storage, open_storage, sqlite_file, study_exists
 
 __all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
 
@@ -87,13 +87,9 @@ class Claim:
 
 
 def _new_sqlite_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL that does not exist yet, else ``None``."""
-    if not url.startswith("sqlite:///") or "?" in url:
-        return None
-    path = url.removeprefix("sqlite:///")
-    if path in ("", ":memory:") or Path(path).exists():
-        return None
-    return Path(path).absolute()
+    """The file of a ``sqlite:///`` URL without query options that does not exist yet, else ``None``."""
+    path = sqlite_file(url)
+    return None if path is None or "?" in url or path.exists() else path.absolute()
 
 
 class _FileTaken(ValueError):
@@ -244,9 +240,9 @@ class SearchRun:
         from ..space import SearchSpace
 
         results_dir = Path(results_dir).resolve()
-        sqlite_file = storage.removeprefix("sqlite:///") if storage and storage.startswith("sqlite:///") else None
-        if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).exists():
-            raise ValueError(f"no study {name!r}: the SQLite file {sqlite_file} does not exist; check --storage")
+        missing = sqlite_file(storage)
+        if missing is not None and not missing.exists():
+            raise ValueError(f"no study {name!r}: the SQLite file {missing} does not exist; check --storage")
         if storage is None and not (results_dir / name / "study.db").exists():
             raise ValueError(
                 f"no study {name!r} under {results_dir}; start one with 'stsearch search --name {name}', "
@@ -335,14 +331,13 @@ class SearchRun:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another process finished or failed it first
             self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
-        if balance:
-            # An interrupted trial without a retry: its process was killed between failing and
-            # re-queuing it. Its params and folder are queued now instead of an empty slot.
-            for t in self.trials():
-                if t.state == TrialState.FAIL and t.user_attrs.get("status") == "interrupted":
-                    self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
         if not balance:
             return self.counts()
+        # An interrupted trial without a retry: its process was killed between failing and
+        # re-queuing it. Its params and folder are queued now instead of an empty slot.
+        for t in self.trials():
+            if t.state == TrialState.FAIL and t.user_attrs.get("status") == "interrupted":
+                self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
         counts = self.counts()
         need = max(self.target - counts["trained"] - counts["running"], 0)
         waiting = [t for t in self.trials() if t.state == TrialState.WAITING]
@@ -444,7 +439,7 @@ class SearchRun:
         attrs = {**analytic, "status": "infeasible", "plan": plan.to_dict(), "family": plan_family(plan),
                  "full_budget": False, "constraints": self.space.constraint_values(analytic)}
         for key, value in attrs.items():
-            trial.set_user_attr(key, _clean(value))
+            trial.set_user_attr(key, jsonable(value))
         values = [self._value(o, analytic, infeasible=True) for o in self.space.objectives]
         self.study.tell(trial, values)
 
@@ -467,9 +462,9 @@ class SearchRun:
         status = metrics.get("status", "failed")
         for key in SCALAR_ATTRS:
             if key in metrics:
-                trial.set_user_attr(key, _clean(metrics[key]))
+                trial.set_user_attr(key, jsonable(metrics[key]))
         if metrics.get("history") is not None:
-            trial.set_user_attr("history", _clean(metrics["history"]))
+            trial.set_user_attr("history", jsonable(metrics["history"]))
         trial.set_user_attr("constraints", self.space.constraint_values(metrics))
         if status == "failed":
             frozen = self.study.tell(trial, state=TrialState.FAIL)
@@ -562,14 +557,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy (non-finite floats -> None)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
-__all__ = ["default_storage_url", "open_storage", "describe_storage", "check_study_name"]
+__all__ = ["default_storage_url", "open_storage", "describe_storage", "check_study_name", "sqlite_file"]
 
 RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "oracle", "mssql")
 
@@ -28,6 +28,14 @@ def check_study_name(name: str) -> None:
     if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
         raise ValueError(f"study name {name!r} is not allowed: use letters, digits, '.', '_' and '-', starting with "
                          "a letter or digit (no '/'), e.g. --name resnet32-stt")
+
+
+def sqlite_file(url: str | None) -> Path | None:
+    """The file of a ``sqlite:///PATH[?query]`` URL (``None`` for other URLs and in-memory SQLite)."""
+    if not url or not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path not in ("", ":memory:") else None
 
 
 def default_storage_url(results_dir: str | Path, name: str) -> str:

@@ -60,7 +60,7 @@ import yaml
 from ..compress import LayerGeometry, layer_geometries
 from ..layers.costs import FORWARD_MODES
 from ..plan import DENSE, LayerPlan, NetworkPlan
-from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES
+from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES, mode_is_reduced
 from .samplers import SamplerConfigError, check_sampler_config
 
 if TYPE_CHECKING:
@@ -592,14 +592,13 @@ def _check_tie(space: SearchSpace) -> None:
 
 
 def _reduces(family: str, ins: tuple[int, ...], outs: tuple[int, ...], kernel: tuple[int, int], t: int) -> bool:
-    """Whether a semi-tensor ``family`` with factor ``t`` stores any factor of this split reduced
-    (``FactorSpec.is_reduced``: a mode divisible by ``t``, past the first core of a train/ring)."""
+    """Whether a semi-tensor ``family`` with factor ``t`` stores any factor of this split reduced."""
     from ..layers.layout import Layout
 
     base = BASE_FAMILY[family]
-    if base == "tucker":  # a factor per channel mode, none on the spatial mode
-        return any(m % t == 0 for m in (*outs, *ins))
-    return any(m % t == 0 for m in Layout(base, outs, ins, kernel).modes()[1:])
+    modes = Layout(base, outs, ins, kernel).modes()
+    factored = modes[: len(outs) + len(ins)] if base == "tucker" else modes  # Tucker: no factor on the kernel mode
+    return any(mode_is_reduced(base, k, m, t) for k, m in enumerate(factored))
 
 
 def _check_t_reduces(space: SearchSpace) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["FAMILIES", "ST_FAMILIES", "BASE_FAMILY", "FactorSpec", "canonical_family"]
+__all__ = ["FAMILIES", "ST_FAMILIES", "BASE_FAMILY", "FactorSpec", "canonical_family", "mode_is_reduced"]
 
 BASE_FAMILY = {
     "tucker": "tucker",
@@ -50,6 +50,18 @@ def canonical_family(family: str, where: str = "") -> str:
             f"{where}unknown decomposition family {family!r}; allowed: {', '.join(FAMILIES)}"
         )
     return fam
+
+
+def mode_is_reduced(base: str, k: int, mode: int, t: int, reading: str = "B") -> bool:
+    """Whether core/factor ``k`` (over a mode of size ``mode``) of a ``base`` decomposition
+    (``tucker``, ``tt``, ``tr``) is stored reduced under STP factor ``t`` (a Tucker mode with a factor)."""
+    if t == 1:
+        return False
+    if base == "tucker":
+        return mode % t == 0
+    if reading == "A":
+        return True
+    return k >= 1 and mode % t == 0
 
 
 @dataclass(frozen=True)
@@ -102,13 +114,9 @@ class FactorSpec:
 
     def is_reduced(self, k: int) -> bool:
         """Whether core/factor ``k`` is stored in reduced (semi-tensor) form."""
-        if self.t == 1:
+        if self.base == "tucker" and self.ranks[k] is None:  # no factor on this mode
             return False
-        if self.base == "tucker":
-            return self.ranks[k] is not None and self.modes[k] % self.t == 0
-        if self.reading == "A":
-            return True
-        return k >= 1 and self.modes[k] % self.t == 0
+        return mode_is_reduced(self.base, k, self.modes[k], self.t, self.reading)
 
     # ------------------------------------------------------------ shapes/count
     def param_shapes(self) -> list[tuple[int, ...]]:

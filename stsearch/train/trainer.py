@@ -555,9 +555,9 @@ class _Run:
 
     def result(self, status: str, reason: str | None, stopped_by: str | None) -> TrainResult:
         last = self.history[-1] if self.history else None
-        if status != "failed" and last is not None and last["val_acc"] is None:
-            self._fill_eval(last)  # e.g. pruned with eval_every_epoch=False
         if status != "failed" and last is not None:
+            if last["val_acc"] is None:
+                self._fill_eval(last)  # e.g. pruned with eval_every_epoch=False
             # The loss check sees each step's loss before its update: a last step that made the
             # weights diverge shows only here (NaN logits still argmax to some class).
             diverged = self._diverged(last)
