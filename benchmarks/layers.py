@@ -631,7 +631,36 @@ def targets(records: list[dict[str, Any]]) -> list[str]:
         lines.append(f"target [ST beats TensorLy-Torch] summary: {n_pass}/{n_all} pass")
     else:
         lines.append("target [ST beats TensorLy-Torch]: not measured (tensorly-torch not installed)")
-    return lines + mac_rule_lines(records)
+    return lines + st_vs_classical_lines(records) + mac_rule_lines(records)
+
+
+def st_vs_classical_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Each semi-tensor family against its classical twin at equal rank: time and MAC ratios per mode."""
+    lines: list[str] = []
+    n_pass = n_all = 0
+    for name in dict.fromkeys(r["shape"] for r in records):
+        rows = [r for r in records if r["shape"] == name]
+        for st, classic in CLASSICAL.items():
+            mine = {r["forward"]: r for r in rows if r["method"] == st}
+            theirs = {r["forward"]: r for r in rows if r["method"] == classic}
+            if not mine or not theirs:
+                continue
+            parts = []
+            for mode in OUR_MODES:
+                a, b = mine[mode], theirs[mode]
+                parts.append(f"{mode} {a['median_ms'] / b['median_ms']:.2f}x time, {a['macs_per_sample'] / b['macs_per_sample']:.2f}x MACs")
+            best_a = min(mine.values(), key=lambda r: r["median_ms"])
+            best_b = min(theirs.values(), key=lambda r: r["median_ms"])
+            ok = best_a["median_ms"] <= best_b["median_ms"]
+            n_pass, n_all = n_pass + ok, n_all + 1
+            lines.append(
+                f"target [ST no slower than classical at equal rank] {name} {st} vs {classic} (rank {best_a['rank']}, "
+                f"t={best_a['t']}): {'; '.join(parts)}; best {best_a['forward']} {best_a['median_ms']:.2f} ms vs "
+                f"{best_b['forward']} {best_b['median_ms']:.2f} ms -> {'PASS' if ok else 'FAIL'}"
+                f"{by_min(list(mine.values()), list(theirs.values()))}"
+            )
+    lines.append(f"target [ST no slower than classical at equal rank] summary: {n_pass}/{n_all} pass")
+    return lines
 
 
 def mac_rule_lines(records: list[dict[str, Any]]) -> list[str]:

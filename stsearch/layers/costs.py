@@ -2,7 +2,8 @@
 
 The counts mirror the contractions in :mod:`stsearch.layers.contract` and
 :mod:`stsearch.tensors.functional` operation by operation, so that
-``2 × MACs`` equals what ``torch.utils.flop_counter.FlopCounterMode`` measures, except
+``2 × MACs`` equals what ``torch.utils.flop_counter.FlopCounterMode`` measures. A reduced
+(semi-tensor) core or factor is contracted in place and costs 1/t of its effective one. Except
 where a semi-tensor factor has a contracted size of 1 (a mode or rank equal to ``t``):
 torch runs that contraction as an elementwise product, which is counted here and not by
 ``FlopCounterMode``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..tensors.functional import chain_macs, ring_split
+from ..tensors.functional import chain_macs, core_factors, ring_split
 from ..tensors.spec import FactorSpec
 from .layout import Layout
 
@@ -68,19 +69,20 @@ class LayerCost:
 
 
 def reconstruct_macs(spec: FactorSpec) -> int:
-    """MACs of ``factors_to_tensor(spec, ...)``."""
-    eff = spec.effective_shapes()
+    """MACs of ``factors_to_tensor(spec, ...)`` (reduced factors contracted in place: 1/t each)."""
+    shapes, ts = spec.param_shapes(), core_factors(spec)
     if spec.base == "tt":
-        return chain_macs(eff)
+        return chain_macs(shapes, ts)
     if spec.base == "tr":
-        return ring_split(eff)[1] if spec.order > 1 else 0
-    core = list(eff[0])
+        return ring_split(shapes, ts)[1] if spec.order > 1 else 0
+    core = list(shapes[0])
     total = 0
+    it = iter(ts)
     for k, r in enumerate(spec.ranks):
         if r is None:
             continue
         numel = math.prod(core)
-        total += spec.modes[k] * numel
+        total += spec.modes[k] * numel // next(it)
         core[k] = spec.modes[k]
     return total
 
@@ -132,31 +134,33 @@ def _tucker_macs(layout: Layout, spec: FactorSpec, p_in: int, p_out: int) -> int
 
 
 def _tt_macs(layout: Layout, spec: FactorSpec, p_out: int) -> int:
-    eff = spec.effective_shapes()
+    eff, ts = spec.effective_shapes(), core_factors(spec)
     total = 0
     if layout.has_spatial:
         total += layout.c_in * eff[0][2] * layout.kk * p_out
-        chain = eff[1:]
+        chain, tchain = eff[1:], ts[1:]
     else:
-        chain = eff
+        chain, tchain = eff, ts
     state = layout.c_in
-    for k, (r, _, s) in enumerate(chain):
+    for k, ((r, _, s), t) in enumerate(zip(chain, tchain)):
         i_k, o_k = layout.in_modes[k], layout.out_modes[k]
-        total += state * r * o_k * s * p_out
+        total += state * r * o_k * s * p_out // t
         state = state // i_k * o_k
     return total
 
 
 def _tr_macs(layout: Layout, spec: FactorSpec, p_in: int, p_out: int) -> tuple[int, int]:
-    eff = spec.effective_shapes()
+    eff, shapes, ts = spec.effective_shapes(), spec.param_shapes(), core_factors(spec)
     q = len(layout.in_modes)
     s = 1 if layout.has_spatial else 0
+    fixed = chain_macs(shapes[:q], ts[:q]) + chain_macs(shapes[q + s :], ts[q + s :])
     ins, outs = eff[:q], eff[q + s :]
-    fixed = chain_macs(ins) + chain_macs(outs)  # type: ignore[arg-type]
     r0, rq = ins[0][0], ins[-1][2]
-    rs = outs[0][0]
+    rs, t_out = outs[0][0], ts[q + s]
     if s:
-        per = p_in * layout.c_in * r0 * rq + p_out * r0 * rq * rs * layout.kk + p_out * r0 * rs * layout.c_out
+        # a reduced spatial core is contracted over bond and mode: its copies s are summed first (1/t²)
+        per = p_in * layout.c_in * r0 * rq + p_out * r0 * rq * rs * layout.kk // ts[q] ** 2
+        per += p_out * r0 * rs * layout.c_out // t_out
     else:
-        per = p_out * layout.c_in * r0 * rq + p_out * r0 * rq * layout.c_out
+        per = p_out * layout.c_in * r0 * rq + p_out * r0 * rq * layout.c_out // t_out
     return per, fixed

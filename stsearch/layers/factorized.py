@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..tensors.factorized import FactorizedTensor
+from ..tensors.functional import core_factors
 from ..tensors.spec import FactorSpec
 from .contract import ConvArgs, tr_conv, tt_conv, tucker_conv
 from .costs import FORWARD_MODES, LayerCost, layer_cost
@@ -151,8 +152,8 @@ class FactorizedBase(nn.Module):
             core, factors = stored[0], iter(stored[1:])
             aligned = [None if r is None else next(factors) for r in self.spec.ranks]
             return tucker_conv(x, core, aligned, self.layout, args)
-        cores = self.weight_tensor.effective()
-        return (tt_conv if base == "tt" else tr_conv)(x, cores, self.layout, args)
+        cores = list(self.weight_tensor.factors)
+        return (tt_conv if base == "tt" else tr_conv)(x, cores, self.layout, args, core_factors(self.spec))
 
     def extra_repr(self) -> str:
         s = self.spec

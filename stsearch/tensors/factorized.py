@@ -43,7 +43,7 @@ class FactorizedTensor(nn.Module):
     """Parameters of a Tucker/TT/TR tensor or its semi-tensor version.
 
     ``to_tensor()`` returns the full tensor of shape ``spec.modes``;
-    ``effective()`` the expanded factors used by contractions.
+    ``effective()`` the expanded factors (a reference: contractions use the stored ones in place).
     """
 
     def __init__(
@@ -100,6 +100,7 @@ class FactorizedTensor(nn.Module):
             p.copy_(v)
 
     def effective(self) -> list[torch.Tensor]:
+        """The expanded factors (a reference for tests; no contraction uses them)."""
         return effective_factors(self.spec, list(self.factors))
 
     def to_tensor(self) -> torch.Tensor:
