@@ -18,7 +18,8 @@ from .tensors.spec import FactorSpec
 
 __all__ = [
     "LayerGeometry", "factorizable_layers", "layer_geometries", "resolve_plan", "build_layer", "compress",
-    "fold_dense_layers", "fold_for_inference",
+    "fold_dense_layers", "fold_for_inference", "FactorizedOutProjAttention",
+    "FactorizedTransformerEncoderLayer", "FactorizedTransformerEncoder",
 ]
 
 
@@ -83,6 +84,9 @@ def layer_geometries(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str
     finally:
         for h in hooks:
             h.remove()
+    for name, mod in layers.items():  # a Linear whose weight its parent reads directly (MultiheadAttention's
+        if name not in seen and isinstance(mod, nn.Linear):  # out_proj) has the same geometry, call or not
+            seen[name] = LayerGeometry(name, "linear", mod.in_features, mod.out_features, (1, 1), 1, 1)
     missing = [n for n in layers if n not in seen]
     if missing:
         raise ValueError(f"layers {missing[:5]} were not used in the forward pass on input {input_shape}")
@@ -165,7 +169,81 @@ def compress(
         new = build_layer(layers[name], lplan, name, batch_hint=net.batch_hint, init=init, refine_steps=refine_steps)
         if new is not layers[name]:
             target.set_submodule(name, new)
+            _adapt_attention(target, name, new)
     return target
+
+
+class FactorizedOutProjAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` whose ``out_proj`` is factorized.
+
+    The attention reads ``out_proj.weight`` as a tensor (its functional and fused paths never call
+    ``out_proj``); this class hands it the weight the factors rebuild, with gradients, for each call.
+    The state dict, the dotted paths and the computed function are those of the plain module.
+    """
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        proj = self._modules["out_proj"]
+        if isinstance(proj, nn.Linear):  # folded back to a plain layer
+            return super().forward(*args, **kwargs)
+        self.__dict__["out_proj"] = _LinearView(proj._dense_weight(), proj.bias)  # shadows the submodule
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            del self.__dict__["out_proj"]
+
+
+class _SlowPath:
+    """Mixin: run a transformer module without PyTorch's fused fast path, which reads the ``weight``
+    tensors of its Linear layers directly instead of calling them."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        enabled = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            return super().forward(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            torch.backends.mha.set_fastpath_enabled(enabled)
+
+
+class FactorizedTransformerEncoderLayer(_SlowPath, nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` with factorized Linear layers (always the unfused path)."""
+
+
+class FactorizedTransformerEncoder(_SlowPath, nn.TransformerEncoder):
+    """``nn.TransformerEncoder`` with factorized Linear layers (always the unfused path)."""
+
+
+_SLOW_PATH = {nn.TransformerEncoderLayer: FactorizedTransformerEncoderLayer,
+              nn.TransformerEncoder: FactorizedTransformerEncoder}
+
+
+@dataclass(frozen=True)
+class _LinearView:
+    """What ``MultiheadAttention`` reads of its ``out_proj``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+
+def _adapt_attention(model: nn.Module, name: str, new: nn.Module) -> None:
+    """After ``name`` became ``new``: a ``TransformerEncoder(Layer)`` above it runs unfused; an ``out_proj``
+    of a ``MultiheadAttention`` makes its parent a
+    :class:`FactorizedOutProjAttention`, and the layer always rebuilds its weight (``dense`` mode:
+    the attention multiplies by that weight, it never runs the layer's own forward)."""
+    parts = name.split(".")
+    for i in range(len(parts)):  # fused transformer paths read weights directly: turn them off
+        ancestor = model.get_submodule(".".join(parts[:i]))
+        if type(ancestor) in _SLOW_PATH:
+            ancestor.__class__ = _SLOW_PATH[type(ancestor)]
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else None
+    if leaf != "out_proj" or not isinstance(parent, nn.MultiheadAttention):
+        return
+    if type(parent) not in (nn.MultiheadAttention, FactorizedOutProjAttention):
+        raise ValueError(f"layer {name!r}: the out_proj of a {type(parent).__name__} (a MultiheadAttention "
+                         f"subclass) cannot be factorized; leave it out of the search (match or types)")
+    parent.__class__ = FactorizedOutProjAttention
+    new.forward_mode = "dense"
 
 
 @torch.no_grad()

@@ -71,11 +71,10 @@ def planned_layer_cost(
 
 
 def meta_model(name: str, **kwargs: Any) -> nn.Module:
-    """A registered model built on the meta device (shapes only)."""
-    from .models import create_model
+    """The model a reference names (see :mod:`stsearch.models.reference`) on the meta device (shapes only)."""
+    from .models.reference import meta_model as build_meta
 
-    with torch.device("meta"):
-        return create_model(name, **kwargs)
+    return build_meta(name, kwargs)
 
 
 def summarize(
@@ -91,9 +90,9 @@ def summarize(
     layers outside the plan (BN, first conv, classifier...) are counted as they are.
     """
     if isinstance(model, str):
-        from .models import model_info
+        from .models.reference import registered_input_shape
 
-        input_shape = input_shape or tuple(model_info(model).input_shape)
+        input_shape = input_shape or registered_input_shape(model)
         model = meta_model(model, **model_kwargs)
     if input_shape is None:
         raise ValueError("summarize needs input_shape=(C, H, W) when given a module instead of a model name")

@@ -46,6 +46,9 @@ class TrialSpec:
     pretrained: str | None = None  # dense checkpoint (state dict, .pt or .safetensors) of the same model
     refine_steps: int = 0  # gradient refinement of a decomposition warm start
     measure_latency: bool = True
+    plugins: list[str] = field(default_factory=list)  # modules imported before the model/dataset are built
+    python_path: list[str] = field(default_factory=list)  # folders put on sys.path first (user code)
+    transforms: dict[str, Any] | None = None  # image transforms of an imagefolder: dataset
 
     def __post_init__(self) -> None:
         if self.init not in INIT_MODES:
@@ -58,6 +61,12 @@ class TrialSpec:
             self.train = self.train.to_dict()
         TrainConfig.from_dict(self.train)  # validates
         NetworkPlan.from_dict(self.plan)
+
+    def import_user_code(self) -> None:
+        """Put ``python_path`` on ``sys.path`` and import the ``plugins`` (every process building this trial)."""
+        from .plugins import import_plugins
+
+        import_plugins(self.plugins, self.python_path)
 
     def network_plan(self) -> NetworkPlan:
         return NetworkPlan.from_dict(self.plan)
@@ -105,14 +114,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def dense_model(spec: TrialSpec, num_classes: int | None = None) -> nn.Module:
+    """The dense model ``spec`` names (its plugins imported first), randomly initialised."""
+    from .models.reference import build_model as build_reference
+
+    spec.import_user_code()
+    return build_reference(spec.model, spec.model_kwargs, num_classes=num_classes, paths=spec.python_path)
+
+
 def build_model(spec: TrialSpec, num_classes: int | None = None, *, load_pretrained: bool = True) -> tuple[nn.Module, nn.Module | None]:
     """The compressed model of ``spec`` and, when a pretrained dense model is given, that dense model."""
-    from .models import create_model
-
-    kwargs = dict(spec.model_kwargs)
-    if num_classes is not None:
-        kwargs.setdefault("num_classes", num_classes)
-    model = create_model(spec.model, **kwargs)
+    model = dense_model(spec, num_classes)
     dense = None
     if spec.pretrained and load_pretrained:
         try:
@@ -152,15 +164,17 @@ def run_trial(
     ``status = "failed"`` with a ``reason``; bad input raises ``ValueError``.
     """
     from .data import load_dataset
+    from .models.reference import meta_model
     from .summary import summarize
 
     start = time.perf_counter()
+    spec.import_user_code()  # a plugin may register the dataset or the model
     cfg = spec.train_config()
-    train_ds, val_ds, info = load_dataset(spec.dataset, spec.data_dir, split_seed=0)
+    train_ds, val_ds, info = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms)
     seed_everything(cfg.seed)  # the factors' random init is part of the trial's seed
     model, dense = build_model(spec, num_classes=info.num_classes)
-    analytic = summarize(spec.model, spec.network_plan(), input_shape=info.input_shape,
-                         **{**spec.model_kwargs, "num_classes": info.num_classes})
+    analytic = summarize(meta_model(spec.model, spec.model_kwargs, num_classes=info.num_classes,
+                                    paths=spec.python_path), spec.network_plan(), input_shape=info.input_shape)
     n_params = sum(p.numel() for p in model.parameters())
     if n_params != analytic.params:  # the two counts share their formulas; a mismatch is a bug
         raise RuntimeError(f"measured {n_params} parameters but the analytic count is {analytic.params}")

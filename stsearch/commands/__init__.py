@@ -1,3 +1,3 @@
 """Sub-commands of the ``stsearch`` CLI (each module registers its own)."""
 
-from . import export, results, search, summary, train  # noqa: F401
+from . import export, layers, results, search, summary, train  # noqa: F401

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import command
+from .plugin_args import add_plugin_arg, import_cli_plugins
 
 _TRAIN_FLAGS = {  # CLI flag -> TrainConfig key
     "epochs": "epochs", "max_steps": "max_steps", "max_seconds": "max_seconds", "batch_size": "batch_size",
@@ -29,6 +30,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", help="dense state dict of the model for warm start / distillation")
     p.add_argument("--out", help="trial folder (default results/train/<time>)")
     p.add_argument("--no-progress", action="store_true")
+    add_plugin_arg(p)
     for flag, key in _TRAIN_FLAGS.items():
         typ = {"optimizer": str, "device": str}.get(key, float if key in ("epochs", "lr", "max_seconds", "distill_alpha") else int)
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, help=f"TrainConfig.{key}")
@@ -73,6 +75,7 @@ def build_spec(args: argparse.Namespace):
     from ..plan import NetworkPlan
     from ..trial import TrialSpec
 
+    plugins = import_cli_plugins(args)  # before the space: it may name what they register
     space = None
     if args.space:
         from ..space import load_space
@@ -82,7 +85,8 @@ def build_spec(args: argparse.Namespace):
     spec: dict[str, Any] = {}
     if space is not None:
         spec.update(model=space.model, dataset=space.dataset, data_dir=space.data_dir,
-                    model_kwargs=dict(space.model_kwargs), train=dict(space.train))
+                    model_kwargs=dict(space.model_kwargs), train=dict(space.train),
+                    plugins=list(space.plugins), python_path=list(space.python_path), transforms=space.transforms)
     spec_keys = set(TrialSpec.__dataclass_fields__)
     if "plan" in config and not isinstance(config["plan"], dict):
         raise ValueError(f"--config: plan must be a mapping {{\"layers\": {{<glob>: <layer plan>}}}} (as in a plan "
@@ -126,6 +130,7 @@ def build_spec(args: argparse.Namespace):
     spec["train"] = train
     if "model" not in spec or "dataset" not in spec:
         raise ValueError("no model/dataset: pass --space, or --model and --dataset")
+    _record_user_code(spec, plugins)
     trial = TrialSpec.from_dict(spec)
     cfg = trial.train_config()
     if cfg.distill_alpha > 0 and not trial.pretrained:
@@ -135,6 +140,18 @@ def build_spec(args: argparse.Namespace):
 
     resolve_device(cfg.device)  # a device this machine lacks is refused here, not mid-run
     return trial
+
+
+def _record_user_code(spec: dict[str, Any], plugins: list[str]) -> None:
+    """Add ``--plugin`` modules to the spec's plugins, and their folders and an import-path model's to its
+    ``python_path`` (so ``stsearch.load`` of the trial folder finds them from anywhere)."""
+    from ..models.reference import model_factory, parse_model_ref
+    from ..space.user import record_roots
+
+    spec["plugins"] = list(dict.fromkeys([*spec.get("plugins", []), *plugins]))
+    paths = list(spec.get("python_path", []))
+    model_factory(parse_model_ref(spec["model"]), tuple(paths))  # imports an import-path model's module
+    spec["python_path"] = record_roots(spec["plugins"], spec["model"], paths)
 
 
 @command("train", _args)

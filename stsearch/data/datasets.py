@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -30,7 +32,8 @@ _META: dict[str, tuple[int, tuple[int, int, int]]] = {
 }
 
 
-def dataset_meta(name: str, data_dir: str | os.PathLike | None = None) -> tuple[int, tuple[int, int, int]]:
+def dataset_meta(name: str, data_dir: str | os.PathLike | None = None,
+                 transforms: Mapping[str, Any] | None = None) -> tuple[int, tuple[int, int, int]]:
     """``(num_classes, input_shape)`` of a dataset name, without loading the fixed ones or CIFAR.
 
     ``synthetic:...`` reads them from its spec; a name not known here is loaded.
@@ -47,18 +50,20 @@ def dataset_meta(name: str, data_dir: str | os.PathLike | None = None) -> tuple[
         defaults = inspect.signature(load_synthetic).parameters
         return (int(kw.get("num_classes", defaults["num_classes"].default)),
                 tuple(kw.get("shape", defaults["shape"].default)))  # type: ignore[return-value]
-    _, _, info = load_dataset(name, data_dir)
+    _, _, info = load_dataset(name, data_dir, transforms=transforms, limit=1)
     return int(info.num_classes), tuple(info.input_shape)  # type: ignore[return-value]
 
 
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset` (``synthetic`` also takes a ``:CxHxW:CLASSES:SIZE`` suffix)."""
-    return list(DATASETS)
+    """Names accepted by :func:`load_dataset` (``synthetic`` also takes a ``:CxHxW:CLASSES:SIZE`` suffix;
+    ``imagefolder:PATH`` reads a local image folder)."""
+    return [*DATASETS, "imagefolder"]
 
 
 def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, *, val_fraction: float = 0.2,
     split_seed: int = 0, augment: bool = True, limit: int | None = None,
+    transforms: Mapping[str, Any] | None = None,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """(train, validation, info) of the named dataset.
 
@@ -69,8 +74,13 @@ def load_dataset(
     the CIFAR test set; ``augment`` adds random crop and flip to train;
     ``val_fraction`` is ignored. ``synthetic``: random tensors, see
     :mod:`stsearch.data.synthetic`. ``limit`` keeps at most that many samples
-    of each split (deterministic). Unknown names raise ``ValueError``.
+    of each split (deterministic). ``imagefolder:PATH``: see :mod:`stsearch.data.imagefolder`
+    (``transforms`` applies to it). Unknown names raise ``ValueError``.
     """
+    from .imagefolder import PREFIX, load_imagefolder
+
+    if str(name).startswith(PREFIX):
+        return load_imagefolder(str(name), transforms, augment=augment, split_seed=split_seed, limit=limit)
     key = str(name).strip().lower()
     base = key.split(":", 1)[0]
     if base not in DATASETS or (":" in key and base != "synthetic"):

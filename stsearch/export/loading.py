@@ -22,7 +22,8 @@ def dataset_meta(spec: TrialSpec) -> tuple[int, tuple[int, int, int]]:
     """``(num_classes, input_shape)`` of the trial's data set, without loading CIFAR."""
     from ..data import dataset_meta as meta
 
-    return meta(spec.dataset, spec.data_dir)
+    spec.import_user_code()  # a plugin may register the dataset
+    return meta(spec.dataset, spec.data_dir, spec.transforms)
 
 
 def jit_load(path: str | Path) -> nn.Module:

@@ -44,8 +44,9 @@ def register_model(
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
 
     def decorator(fn: F) -> F:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+        old = _REGISTRY.get(name)
+        if old is not None and _origin(old.factory) != _origin(fn):  # a re-imported module may register again
+            raise ValueError(f"model {name!r} is already registered (by {_origin(old.factory)}); pick another name")
         doc = (fn.__doc__ or "").strip().splitlines()
         info = ModelInfo(
             name=name,
@@ -57,6 +58,11 @@ def register_model(
         return fn
 
     return decorator
+
+
+def _origin(fn: Factory) -> str:
+    """``module.qualname`` of a factory: the same function re-imported has the same origin."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _entry(name: str) -> _Entry:

@@ -3,7 +3,14 @@
 Top-level keys (all validated; an unknown key is an error):
 
 ``name``          default study name (default: the file's stem, else the model name)
-``model``         a registered model, see ``stsearch.models.list_models()`` (required)
+``model``         a registered model (``stsearch.models.list_models()``), ``torchvision:NAME`` or an import
+                  path ``package.module:callable`` returning an ``nn.Module`` (required;
+                  :mod:`stsearch.models.reference`)
+``plugins``       modules imported first, in every process that builds the model (e.g. ones calling
+                  ``register_model`` / ``register_dataset``); their folders are recorded in ``python_path``
+``python_path``   folders put on ``sys.path`` before importing user code (filled in from the plugins)
+``input_shape``   ``[C, H, W]`` of one sample (default: the model registry's, else the dataset's)
+``transforms``    image transforms of an ``imagefolder:PATH`` dataset (:mod:`stsearch.data.imagefolder`)
 ``model_kwargs``  keyword arguments of the model factory, e.g. ``{num_classes: 100}`` (default ``{}``)
 ``dataset``       a dataset name, see ``stsearch.data.list_datasets()`` (required)
 ``data_dir``      folder of a local dataset copy (CIFAR); ``null`` = give ``--data-dir`` at run time
@@ -60,6 +67,7 @@ import yaml
 from ..compress import LayerGeometry, layer_geometries
 from ..layers.costs import FORWARD_MODES
 from ..plan import DENSE, LayerPlan, NetworkPlan
+from ..plugins import UserCodeError
 from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES, mode_is_reduced
 from .samplers import SamplerConfigError, check_sampler_config
 
@@ -85,9 +93,9 @@ OBJECTIVES: dict[str, str] = {
 ANALYTIC_METRICS = ("compression", "macs", "params")
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
-            "train", "sampler", "baselines", "trials", "tie")
+            "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms")
 TIE_MODES = ("per_layer", "uniform")
-GROUP_KEYS = ("match", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
+GROUP_KEYS = ("match", "types", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
 #: Group keys that make up a group's choices (``tie: [uniform]`` needs them equal across groups).
 _CHOICE_FIELDS = ("families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits", "split_bounds", "forward")
@@ -197,9 +205,14 @@ class LayerGroup:
     mode_splits: str | tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = "auto"
     split_bounds: tuple[int, int] = (2, 16)
     forward: str = "auto"
+    types: tuple[str, ...] = ()  # module classes (torch.nn names or import paths); empty: any
 
-    def matches(self, layer: str) -> bool:
-        return any(layer == p or fnmatch.fnmatchcase(layer, p) for p in self.match)
+    def matches(self, layer: str, module: Any = None) -> bool:
+        """Whether the layer's dotted path matches a glob and (with ``types``, given its module) its class one type."""
+        from .user import is_of_types
+
+        named = any(layer == p or fnmatch.fnmatchcase(layer, p) for p in self.match)
+        return named and (not self.types or module is None or is_of_types(module, self.types))
 
     def d_choices(self, family: str) -> tuple[int, ...]:
         """Allowed numbers of modes per channel count for ``family``."""
@@ -210,7 +223,7 @@ class LayerGroup:
         if not isinstance(splits, str):
             splits = {c: [list(s) for s in ss] for c, ss in splits}
         return {
-            "match": list(self.match), "name": self.name, "share": self.share, "families": list(self.families),
+            "match": list(self.match), "types": list(self.types), "name": self.name, "share": self.share, "families": list(self.families),
             "ranks": self.ranks.to_yaml(), "t": list(self.t), "n_modes": list(self.n_modes),
             "tucker_n_modes": list(self.tucker_n_modes), "mode_splits": splits,
             "split_bounds": {"min": self.split_bounds[0], "max": self.split_bounds[1]}, "forward": self.forward,
@@ -226,8 +239,13 @@ class SearchSpace:
         groups: list[LayerGroup], objectives: list[Objective], constraints: list[Constraint],
         train: dict[str, Any], sampler: dict[str, Any], baselines: list[dict[str, Any]], trials: int,
         source: str | None = None, raw: Mapping[str, Any] | None = None, tie: tuple[str, ...] = TIE_MODES,
+        plugins: list[str] | None = None, python_path: list[str] | None = None,
+        input_shape: tuple[int, int, int] | None = None, transforms: dict[str, Any] | None = None,
     ) -> None:
+        self.transforms = transforms
         self.tie = tuple(tie)
+        self.plugins, self.python_path = list(plugins or []), list(python_path or [])
+        self._input_shape = input_shape
         self.name, self.model, self.model_kwargs = name, model, model_kwargs
         self.dataset, self.data_dir = dataset, data_dir
         self.groups, self.objectives, self.constraints = groups, objectives, constraints
@@ -249,7 +267,11 @@ class SearchSpace:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"search space {path} does not exist; pass a YAML file or a name in {space_dir()}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"search space {path} is not a UTF-8 text file ({err.reason} at byte {err.start}); "
+                             f"pass a YAML file, or a name in {space_dir()}") from None
         try:
             lines = _key_lines(text, str(path))
             data = yaml.safe_load(text)
@@ -279,21 +301,37 @@ class SearchSpace:
             "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in self.constraints],
             "train": copy.deepcopy(self.train), "sampler": dict(self.sampler),
             "baselines": [dict(b) for b in self.baselines], "trials": self.trials, "tie": list(self.tie),
+            "plugins": list(self.plugins), "python_path": list(self.python_path),
+            "input_shape": None if self._input_shape is None else list(self._input_shape),
+            "transforms": copy.deepcopy(self.transforms),
         }
 
     # -------------------------------------------------------------- layers
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample, from the model registry (``in_channels`` in model_kwargs overrides C)."""
-        from ..models import model_info
+        """(C, H, W) of one sample: the space's ``input_shape``, else the model registry's (``in_channels``
+        in model_kwargs overrides C), else the dataset's."""
+        from ..models.reference import registered_input_shape
 
-        c, h, w = model_info(self.model).input_shape
-        return int(self.model_kwargs.get("in_channels", c)), h, w
+        if self._input_shape is not None:
+            return self._input_shape
+        shape = registered_input_shape(self.model)
+        if shape is not None:
+            c, h, w = shape
+            return int(self.model_kwargs.get("in_channels", c)), h, w
+        from ..data import dataset_meta
+
+        return tuple(dataset_meta(self.dataset, self.data_dir, self.transforms)[1])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes the model outputs: ``model_kwargs.num_classes``, else the dataset's (``None`` if unknown)."""
+        return self.model_kwargs.get("num_classes", _dataset_classes(self.dataset))
 
     @cached_property
     def _meta(self) -> Any:
-        from ..summary import meta_model
+        from ..models.reference import meta_model
 
-        return meta_model(self.model, **self.model_kwargs)
+        return meta_model(self.model, self.model_kwargs, num_classes=self.num_classes, paths=self.python_path)
 
     @cached_property
     def all_layers(self) -> dict[str, LayerGeometry]:
@@ -303,10 +341,13 @@ class SearchSpace:
     @cached_property
     def assignment(self) -> dict[str, LayerGroup]:
         """Searchable layer -> the last group that matches it, in model order."""
+        from ..compress import factorizable_layers
+
+        modules = factorizable_layers(self._meta)
         out: dict[str, LayerGroup] = {}
         for name in self.all_layers:
             for group in self.groups:
-                if group.matches(name):
+                if group.matches(name, modules[name]):
                     out[name] = group
         return out
 
@@ -504,14 +545,12 @@ def _names(v: Any, path: Path_, what: str, example: str) -> tuple[str, ...]:
 
 def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     from ..data import list_datasets
-    from ..models import list_models
+    from .user import check_dataset_files, check_input_shape, check_model, check_output, check_plugins, record_roots
 
     data = _check_keys(data, TOP_KEYS, (), "{model: resnet8_digits, dataset: digits, layers: [...]}")
-    model = data.get("model")
-    if model is None:
-        raise _fail(("model",), f"missing; add model: <name>, one of {', '.join(list_models())}")
-    if model not in list_models():
-        raise _fail(("model",), f"unknown model {model!r}; known: {', '.join(list_models())}")
+    plugins, python_path = check_plugins(data)
+    model = check_model(data.get("model"), python_path)
+    input_shape = check_input_shape(data.get("input_shape"))
     model_kwargs = data.get("model_kwargs") or {}
     if not isinstance(model_kwargs, Mapping):
         raise _fail(("model_kwargs",), f"expected a mapping, got {model_kwargs!r}; e.g. {{num_classes: 10}}")
@@ -520,6 +559,7 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
         raise _fail(("dataset",), f"missing; add dataset: <name>, one of {', '.join(list_datasets())}")
     if not isinstance(dataset, str) or dataset.split(":", 1)[0].lower() not in list_datasets():
         raise _fail(("dataset",), f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
+    dataset, transforms = check_dataset_files(dataset, data.get("transforms"))
     _check_num_classes(model_kwargs, dataset)
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
@@ -538,15 +578,21 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
         name=name, model=model, model_kwargs=dict(model_kwargs), dataset=dataset, data_dir=data_dir,
         groups=[], objectives=_objectives(data.get("objectives")), constraints=_constraints(data.get("constraints")),
         train=_train(data.get("train")), sampler=_sampler(data.get("sampler")), baselines=[], trials=trials,
-        source=source, raw=data, tie=tuple(dict.fromkeys(tie)),
+        source=source, raw=data, tie=tuple(dict.fromkeys(tie)), plugins=plugins,
+        python_path=record_roots(plugins, model, python_path), input_shape=input_shape, transforms=transforms,
     )
     try:
+        check_output(space, space._meta)
         layers = space.all_layers
+    except SpaceError:
+        raise
+    except UserCodeError as err:
+        raise _fail(("model",), str(err)) from None
     except (TypeError, ValueError, RuntimeError, OverflowError) as err:
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise _fail(("model_kwargs",), f"{model} cannot be built with {dict(model_kwargs)}: {detail}; "
                                        f"fix or remove model_kwargs") from None
-    space.groups = _groups(data.get("layers"), list(layers))
+    space.groups = _groups(data.get("layers"), list(layers), space._meta)
     _check_tie(space)
     _check_t_reduces(space)
     space.baselines = _baselines(data.get("baselines"), space)
@@ -702,11 +748,17 @@ def _sampler(raw: Any) -> dict[str, Any]:
         raise _fail(("sampler",) if err.key is None else ("sampler", err.key), str(err)) from None
 
 
-def _groups(raw: Any, layer_names: list[str]) -> list[LayerGroup]:
+def _groups(raw: Any, layer_names: list[str], model: Any = None) -> list[LayerGroup]:
     if not isinstance(raw, list) or not raw:
         raise _fail(("layers",), f"expected a non-empty list of groups, got {raw!r}; "
                                  f"e.g. [{{match: 'layer*.conv*', families: [tt, stt]}}]")
-    groups = [_group(item, ("layers", i), i, layer_names) for i, item in enumerate(raw)]
+    from .user import blocked_layers, check_group_layers
+
+    blocked = blocked_layers(model) if model is not None else {}
+    groups = [_group(item, ("layers", i), i, layer_names, blocked) for i, item in enumerate(raw)]
+    if model is not None:
+        for i, g in enumerate(groups):
+            check_group_layers(g, ("layers", i), model)
     names = [g.name for g in groups]
     for i, g in enumerate(groups):
         if g.name in names[:i]:
@@ -716,13 +768,21 @@ def _groups(raw: Any, layer_names: list[str]) -> list[LayerGroup]:
     return groups
 
 
-def _group(item: Any, path: Path_, index: int, layer_names: list[str]) -> LayerGroup:
+def _group(item: Any, path: Path_, index: int, layer_names: list[str],
+           blocked: Mapping[str, str] | None = None) -> LayerGroup:
     item = _check_keys(item, GROUP_KEYS, path, "{match: 'layer*.conv*', families: [tt, stt]}")
-    if "match" not in item:
-        raise _fail(path, "missing match; add match: '<glob on dotted layer paths>', e.g. 'layer*.conv*'")
-    match = _names(item["match"], (*path, "match"), "match", "['layer*.conv*']")
+    from .user import check_types, unrepresentable
+
+    if "match" not in item and "types" not in item:
+        raise _fail(path, "missing match; add match: '<glob on dotted layer paths>', e.g. 'layer*.conv*', "
+                          "and/or types: [Conv2d, Linear]")
+    types = check_types(item.get("types"), (*path, "types"))
+    match = _names(item.get("match", "*"), (*path, "match"), "match", "['layer*.conv*']")
     for pattern in match:
         if not any(n == pattern or fnmatch.fnmatchcase(n, pattern) for n in layer_names):
+            hit = {n: r for n, r in (blocked or {}).items() if n == pattern or fnmatch.fnmatchcase(n, pattern)}
+            if hit:
+                raise _fail((*path, "match"), f"{pattern!r} {unrepresentable(hit)}")
             sample = ", ".join(layer_names[:8]) + (", ..." if len(layer_names) > 8 else "")
             raise _fail((*path, "match"), f"{pattern!r} matches no conv/linear layer of the model; "
                                           f"layer paths look like: {sample}")
@@ -743,7 +803,7 @@ def _group(item: Any, path: Path_, index: int, layer_names: list[str]) -> LayerG
     if forward not in FORWARD_MODES:
         raise _fail((*path, "forward"), f"unknown forward mode {forward!r}; allowed: {', '.join(FORWARD_MODES)}")
     return LayerGroup(
-        match=match, name=name, share=share, families=families, ranks=_ranks(item.get("ranks"), (*path, "ranks")),
+        match=match, types=types, name=name, share=share, families=families, ranks=_ranks(item.get("ranks"), (*path, "ranks")),
         t=t, n_modes=_ints(item.get("n_modes", [3]), (*path, "n_modes"), 1, "n_modes"),
         tucker_n_modes=_ints(item.get("tucker_n_modes", [1]), (*path, "tucker_n_modes"), 1, "tucker_n_modes"),
         mode_splits=_mode_splits(item.get("mode_splits", "auto"), (*path, "mode_splits")),
