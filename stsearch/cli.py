@@ -1,7 +1,7 @@
 """Command line: ``stsearch <command> ...``.
 
-Every command turns bad input (``ValueError``, ``FileNotFoundError``, ``KeyError``)
-into one line on stderr and exit code 2.
+Every command turns bad input (``ValueError``, ``FileNotFoundError``, ``KeyError``) and a
+file it cannot read or write (an ``OSError`` naming it) into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -77,6 +77,15 @@ def run_guarded(fn: Command, args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return 141
+    except OSError as err:  # a file that could not be read or written where no edge check named it first
+        if not err.filename:
+            raise
+        from .search.storage import os_error_reason
+
+        print(f"stsearch: error: cannot use {err.filename}: {os_error_reason(err, err.filename)}; check that "
+              "the path exists, is of the right kind (file or folder) and that this user may write there",
+              file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

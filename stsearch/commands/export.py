@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..cli import command
+from .plugin_args import add_plugin_arg, import_cli_plugins
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="inference batch size the program's layers are tuned for before folding (default 1)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///results/<study>/study.db)")
     p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
+    add_plugin_arg(p)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -55,13 +57,12 @@ def export(args: argparse.Namespace) -> int:
     from ..export import export_trial, select_trial
     from ..search.run import SearchRun
 
+    import_cli_plugins(args)
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     trial = select_trial(run, trial=args.trial, knee=args.knee, min_cf=args.min_cf)
     out = Path(args.out) if args.out else run.folder / "export" / f"trial-{trial.number}"
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder for the exported model")
     export_trial(run, trial, out, finetune_epochs=args.finetune, command=command_line(args),
                  fold_weights=args.fold_weights, batch=args.batch)
     metrics = json.loads((out / "metrics.json").read_text())

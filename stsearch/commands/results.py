@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import command
+from ..search.storage import make_folder
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def pareto(args: argparse.Namespace) -> int:
     out = Path(args.csv) if args.csv else run.folder / "pareto.csv"
     if out.is_dir():
         raise ValueError(f"--csv {out} is a folder; give a file name, e.g. --csv {out / 'pareto.csv'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, "the folder of --csv")
     table.to_csv(out, index=False)
     front = pareto_front(df, objs)
     ref = default_reference(df, objs)
@@ -117,7 +118,7 @@ def plot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.folder / "plots"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the images")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out folder")
     written = plot_front(df, objs, out / "front", title=f"{run.name}: accuracy vs compression")
     written += plot_hypervolume(hypervolume_history(df, objs), out / "hypervolume", title=f"{run.name}: hypervolume")
     front = pareto_front(df, objs)

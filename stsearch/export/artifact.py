@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +18,10 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from .. import __version__
+from ..search.storage import make_folder
 from ..trial import METRICS_FILE, WEIGHTS_FILE, TrialSpec, jsonable, save_weights
 from .loading import EXPORT_FILE, dataset_meta, load
-from .selection import select_trial, study_of, trial_folder
+from .selection import read_trial_metrics, select_trial, study_of, trial_folder
 
 __all__ = ["EXPORT_FILE", "PLAN_FILE", "CARD_FILE", "export_trial", "finetune"]
 
@@ -32,13 +37,13 @@ def finetune(model: nn.Module, spec: TrialSpec, epochs: float) -> dict[str, Any]
 
     _check_epochs(epochs)
     cfg = dataclasses.replace(spec.train_config(), epochs=float(epochs), max_steps=None, max_seconds=None)
-    train_ds, val_ds, _ = load_dataset(spec.dataset, spec.data_dir, split_seed=0)
+    spec.import_user_code()  # a plugin may register the dataset
+    train_ds, val_ds, _ = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms)
     teacher = None
     if cfg.distill_alpha > 0 and spec.pretrained:
-        from ..models import create_model
-        from ..trial import load_state_dict_file
+        from ..trial import dense_model, load_state_dict_file
 
-        teacher = create_model(spec.model, **{"num_classes": dataset_meta(spec)[0], **spec.model_kwargs})
+        teacher = dense_model(spec, dataset_meta(spec)[0])
         teacher.load_state_dict(load_state_dict_file(spec.pretrained))
         teacher.eval()
     elif cfg.distill_alpha > 0:
@@ -58,9 +63,9 @@ def _check_epochs(epochs: float) -> None:
 
 
 def _read_metrics(folder: Path, trial: FrozenTrial) -> dict[str, Any]:
-    path = folder / METRICS_FILE
-    if path.exists():
-        return json.loads(path.read_text())
+    metrics = read_trial_metrics(folder)
+    if metrics is not None:
+        return metrics
     return {k: v for k, v in trial.user_attrs.items() if k not in ("plan", "constraints", "heartbeat", "owner")}
 
 
@@ -80,24 +85,36 @@ def export_trial(
     the trial folder, or fine-tuned ``finetune_epochs`` more epochs),
     ``metrics.json``, ``export.json`` (study, trial, class count, input shape,
     program format, ``command``), ``program.pt2`` (or ``program.ts``) and
-    ``MODEL_CARD.md``. Returns ``out_dir``. With ``fold_weights`` (the default) each layer's mode is
+    ``MODEL_CARD.md``, all into a sibling folder first, renamed to ``out_dir`` once complete: a failed
+    export leaves nothing (an earlier export at ``out_dir`` is replaced only by a complete one).
+    Returns ``out_dir``. With ``fold_weights`` (the default) each layer's mode is
     measured for inference at ``batch`` samples and the program holds the rebuilt weights of the
     layers in the dense mode, so no call rebuilds them; without, it keeps every factor (smaller
     where those layers are large, slower). The safetensors weights stay factorized either way.
     """
-    from ..summary import summarize
-
     if finetune_epochs is not None:
         _check_epochs(finetune_epochs)
     frozen = trial if isinstance(trial, FrozenTrial) else select_trial(run_or_study, trial=int(trial))
     folder = trial_folder(run_or_study, frozen)
     spec = TrialSpec.load(folder)
-    num_classes, input_shape = dataset_meta(spec)
     metrics = _read_metrics(folder, frozen)
     out = Path(out_dir)
     if out.resolve() == folder.resolve():
         raise ValueError(f"--out {out} is the trial's own folder; export to another folder")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
+    with _written_aside(out) as tmp:
+        _write_export(run_or_study, frozen, folder, spec, metrics, tmp, finetune_epochs=finetune_epochs,
+                      command=command, fold_weights=fold_weights, batch=batch)
+    return out
+
+
+def _write_export(run_or_study: Any, frozen: FrozenTrial, folder: Path, spec: TrialSpec, metrics: dict[str, Any],
+                  out: Path, *, finetune_epochs: float | None, command: str | None, fold_weights: bool,
+                  batch: int) -> None:
+    """Every file of the export of trial ``frozen`` (its ``folder``) into the empty folder ``out``."""
+    from ..summary import summarize
+
+    num_classes, input_shape = dataset_meta(spec)
     meta: dict[str, Any] = {
         "format_version": 1,
         "study": study_of(run_or_study).study_name,
@@ -132,7 +149,54 @@ def export_trial(
     from .card import model_card
 
     (out / CARD_FILE).write_text(model_card(spec, metrics, meta, layers))
-    return out
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a folder holding other files than an earlier export
+    (which the new export replaces whole), before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the exported model")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_FILE).exists():
+        raise ValueError(f"--out {out} holds other files and no export ({EXPORT_FILE}); give a new or empty "
+                         "folder, or the folder of an earlier export to replace it")
+
+
+@contextmanager
+def _written_aside(out: Path) -> Iterator[Path]:
+    """A fresh sibling folder of ``out`` to write an export into, put in place of ``out`` only once
+    complete; if anything fails it is removed, with the parents of ``out`` made for it."""
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # deepest first
+    make_folder(out.parent, "the folder of --out")
+    if out.is_dir():  # an earlier export (or an empty folder) to be replaced: it must be writable too
+        make_folder(out, "--out folder")
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f".{out.name}.{tag}.partial"
+    try:
+        tmp.mkdir()
+        yield tmp
+        _swap_in(tmp, out, out.parent / f".{out.name}.{tag}.old")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _swap_in(new: Path, out: Path, old: Path) -> None:
+    """Rename folder ``new`` to ``out``; an earlier export at ``out`` is moved aside first, then removed."""
+    if out.is_dir() and any(out.iterdir()):
+        os.replace(out, old)
+        try:
+            os.replace(new, out)
+        except OSError:
+            os.replace(old, out)  # the earlier export stays as it was
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)  # onto a missing or empty folder
 
 
 def write_program_meta(model: nn.Module, input_shape: tuple[int, ...], out: Path, meta: dict[str, Any], *,

@@ -12,7 +12,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..trial import METRICS_FILE, WEIGHTS_FILE
 
-__all__ = ["select_trial", "trial_folder", "study_of"]
+__all__ = ["select_trial", "trial_folder", "study_of", "read_trial_metrics"]
+
+#: Keys every trained trial's ``metrics.json`` holds (the model card and the run check read them).
+REQUIRED_METRICS = ("val_acc", "compression", "params", "family")
 
 
 def study_of(run_or_study: Any) -> optuna.Study:
@@ -142,9 +145,33 @@ def trial_folder(run_or_study: Any, trial: FrozenTrial) -> Path:
 def _holds_run_of(folder: Path, trial: FrozenTrial) -> bool:
     """Whether ``folder``'s ``metrics.json`` agrees with what the study recorded for ``trial``
     (a folder without one cannot be checked and is taken)."""
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text())
-    except (OSError, ValueError):
+    metrics = read_trial_metrics(folder)
+    if metrics is None:
         return True
     return all(metrics[k] == trial.user_attrs[k] for k in ("val_acc", "params", "family")
                if k in metrics and k in trial.user_attrs)
+
+
+def read_trial_metrics(folder: Path) -> dict[str, Any] | None:
+    """The trial folder's ``metrics.json`` (``None`` when there is none); a one-line ``ValueError``
+    naming the file when it is not UTF-8 JSON, not an object, or lacks a key of :data:`REQUIRED_METRICS`."""
+    path = Path(folder) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else f"not JSON ({err})"
+        raise ValueError(_bad_metrics(path, problem)) from None
+    if not isinstance(metrics, dict):
+        kind = {list: "an array", type(None): "null", str: "a string", bool: "a boolean"}.get(type(metrics), "a number")
+        raise ValueError(_bad_metrics(path, f"it holds {kind}, not an object"))
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise ValueError(_bad_metrics(path, f"it lacks {', '.join(missing)}"))
+    return metrics
+
+
+def _bad_metrics(path: Path, problem: str) -> str:
+    return (f"{path} is not a trial's metrics file: {problem}; delete it to export with the study's record of "
+            "the trial instead, or export another trial")

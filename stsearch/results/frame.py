@@ -231,8 +231,9 @@ def _flat(df: pd.DataFrame) -> pd.DataFrame:
 def save_frame(df: pd.DataFrame, directory: str | Path) -> list[Path]:
     """Write ``trials.csv`` and ``trials.parquet`` into ``directory``; ``plan`` and
     ``constraints`` (and any other list/dict cell) are stored as JSON text. Returns the paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    from ..search.storage import make_folder
+
+    directory = make_folder(directory, "the trials table's folder (the study's folder under --results-dir)")
     flat = _flat(df)
     flat.attrs = {k: (json.loads(json.dumps(v, default=str))) for k, v in df.attrs.items()}
     csv, pq = directory / "trials.csv", directory / "trials.parquet"

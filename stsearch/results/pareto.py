@@ -297,9 +297,11 @@ def best_at_constraint(
     operators ``>= > <= < == !=``). ``direction`` defaults to the frame's objective
     direction, else the objective's natural one. Only eligible trials (see
     :func:`eligible_mask`, objective finite) unless ``eligible_only=False``. Ties go to the
-    lowest trial number; ``None`` if nothing qualifies."""
+    trial better in the frame's other objectives (in their order), then to the lowest trial
+    number, so the answer is never dominated by a qualifying trial: under a floor on objectives
+    (``compression >= 10``) it is a point of the Pareto front. ``None`` if nothing qualifies."""
     if direction is None:
-        declared = dict(normalize_objectives(df.attrs["objectives"])) if df.attrs.get("objectives") else {}
+        declared = dict(_declared(df))
         direction = declared.get(objective) or DEFAULT_DIRECTIONS.get(objective)
         if direction is None:
             raise ValueError(f"give the direction of objective {objective!r}")
@@ -315,8 +317,15 @@ def best_at_constraint(
     sel = df[np.asarray(mask, dtype=bool)]
     if sel.empty:
         return None
-    sel = sel.sort_values([objective, "number"], ascending=[direction == "minimize", True], kind="stable")
-    return sel.iloc[0]
+    order = [(objective, direction)] + [(n, d) for n, d in _declared(df) if n != objective and n in sel.columns]
+    keys = pd.DataFrame({f"k{i}": pd.to_numeric(sel[n], errors="coerce") * (1.0 if d == "minimize" else -1.0)
+                         for i, (n, d) in enumerate(order)}).assign(number=sel["number"]).reset_index(drop=True)
+    return sel.iloc[int(keys.sort_values(list(keys.columns), na_position="last", kind="stable").index[0])]
+
+
+def _declared(df: pd.DataFrame) -> Objectives:
+    """The frame's objectives (``df.attrs["objectives"]``), or none."""
+    return normalize_objectives(df.attrs["objectives"]) if df.attrs.get("objectives") else []
 
 
 def pareto_table(study: optuna.Study, objectives: Iterable[Any] | None = None) -> pd.DataFrame:
