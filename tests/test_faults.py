@@ -4,7 +4,6 @@ concurrent writers. Each asserts that nothing is lost and the study stays loadab
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,26 +20,10 @@ from stsearch.search.run import SearchRun
 from stsearch.space import SearchSpace
 from stsearch.trial import TrialSpec, run_trial
 
-from .test_search import TINY_SPACE, _assert_exactly, _cli, _env, _free_port, _space, ray_tmp  # noqa: F401
+from .ray_cluster import generate_token, ray_cluster, wait_for as _wait_for
+from .test_search import TINY_SPACE, _assert_exactly, _cli, _env, _space, ray_tmp  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def _cluster_cpus(ray_bin: str, port: int, env: dict[str, str]) -> float:
-    """Total CPUs of the Ray cluster at ``port`` (``ray status``), 0 when it does not answer."""
-    out = subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True, text=True,
-                         timeout=60)
-    found = re.search(r"[\d.]+/([\d.]+) CPU", out.stdout)
-    return float(found.group(1)) if found else 0.0
 
 
 def _running_with_epoch(storage: str, name: str) -> bool:
@@ -89,31 +72,28 @@ def test_sigkill_of_a_worker_then_a_new_worker_finishes_the_study(tmp_path):
 
 
 def test_ray_worker_node_lost_mid_trial_is_retried_elsewhere(tmp_path, ray_tmp):
+    """Also the one cluster started without authentication (RAY_AUTH_MODE=disabled on its nodes),
+    driven from a machine that has a token of its own (~/.ray/auth_token, as any local Ray run
+    leaves one): the driver then runs in token mode, and still connects."""
     env = _env(tmp_path, ray_tmp)
-    port = _free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                           "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
-    assert head.returncode == 0, head.stderr[-2000:]
-    nodes = []
-    try:
-        for k in (1, 2):  # one at a time: two `ray start` racing on one machine can leave one node out
-            nodes.append(subprocess.Popen([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--block",
-                                           "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, start_new_session=True))
-            _wait_for(lambda: _cluster_cpus(ray_bin, port, env) == k, 120, f"worker node {k} to join the cluster")
+    driver_home = tmp_path / "driver-home"
+    generate_token(driver_home, env)
+    off = {"RAY_AUTH_MODE": "disabled"}
+    results = tmp_path / "results"
+    with ray_cluster(env, tmp_path, head_cpus=0, head_env=off, client_env=off) as cluster:
+        for _ in (1, 2):  # one at a time: two `ray start` racing on one machine can leave one node out
+            cluster.add_node(1, off)
         path = tmp_path / "slow.yaml"
         path.write_text((TINY_SPACE % {"min_cf": 1.0, "seed": 2, "sampler_extra": ""}).replace("epochs: 1,", "epochs: 5,"))
-        results = tmp_path / "results"
         search = subprocess.Popen(
-            _cli("search", "--space", str(path), "--trials", "4", "--name", "nodes", "--address", f"127.0.0.1:{port}",
+            _cli("search", "--space", str(path), "--trials", "4", "--name", "nodes", "--address", cluster.address,
                  "--results-dir", str(results), "--no-progress", "--max-failures", "3"),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env={**env, "HOME": str(driver_home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         storage = f"sqlite:///{results / 'nodes' / 'study.db'}"
         # Poll the trial folders, not the SQLite study: a reader in this process must not hold a
         # lock the search's writes wait for.
         _wait_for(lambda: any((results / "nodes" / "trials").glob("*/ckpt/last.pt")), 240, "a trial checkpoint")
-        os.killpg(nodes[0].pid, signal.SIGKILL)  # the node and everything it runs
+        cluster.kill_node(1)  # the node and everything it runs
         try:
             output, _ = search.communicate(timeout=400)
         except subprocess.TimeoutExpired:
@@ -121,13 +101,6 @@ def test_ray_worker_node_lost_mid_trial_is_retried_elsewhere(tmp_path, ray_tmp):
             output, _ = search.communicate()
             pytest.fail("the search did not finish after the node loss:\n" + output[-4000:])
         assert search.returncode == 0, output[-3000:]
-    finally:
-        for n in nodes:
-            try:
-                os.killpg(n.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
     study = optuna.load_study(study_name="nodes", storage=storage)
     _assert_exactly(study, 4)
     # Ray restarted the lost trial on the surviving node: every trial completed, none failed

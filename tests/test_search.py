@@ -23,6 +23,8 @@ from optuna.trial import TrialState
 from stsearch.search.run import SearchRun
 from stsearch.space import SearchSpace
 
+from .ray_cluster import free_port, generate_token, ray_cluster
+
 pytestmark = pytest.mark.slow
 
 TINY_SPACE = """
@@ -69,7 +71,8 @@ def _env(tmp_path: Path, ray_dir: str | None = None) -> dict[str, str]:
     env["RAY_TMPDIR"] = ray_dir or tempfile.gettempdir()
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env["RAY_AUTH_MODE"] = "disabled"  # a throw-away local cluster: driver and head share no token
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # Ray's defaults, as a user has them
+        env.pop(key, None)
     return env
 
 
@@ -77,12 +80,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stsearch", *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    assert port != 6379
-    return port
+_free_port = free_port
 
 
 def _study(results: Path, name: str) -> optuna.Study:
@@ -102,31 +100,46 @@ def _assert_exactly(study: optuna.Study, n: int) -> None:
 
 
 # --------------------------------------------------------------------- Ray
-def test_ray_cluster_runs_a_six_trial_search(tmp_path, ray_tmp):
+def test_a_token_authenticated_cluster_runs_a_six_trial_search_and_a_wrong_token_is_one_line(tmp_path, ray_tmp):
+    """Ray's default: a head that finds a token runs with token authentication. The token reaches
+    the second node and the driver as it would reach other machines (RAY_AUTH_TOKEN; each has a
+    home of its own); the driver is not told RAY_AUTH_MODE: stsearch turns token mode on."""
     env = _env(tmp_path, ray_tmp)
-    port = _free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    start = subprocess.run(
-        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert start.returncode == 0, start.stderr[-2000:]
-    try:
-        out = subprocess.run(
-            _cli("search", "--space", str(_space(tmp_path)), "--trials", "6", "--name", "ray6",
-                 "--address", f"127.0.0.1:{port}", "--results-dir", str(tmp_path / "results"), "--no-progress"),
-            env=env, capture_output=True, text=True, timeout=600,
-        )
+    token = generate_token(tmp_path / "head-home", env)
+    node_env = {"HOME": str(tmp_path / "node-home"), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    driver_env = {**env, "HOME": str(tmp_path / "driver-home"), "RAY_AUTH_TOKEN": token}
+    results = tmp_path / "results"
+    search = ("search", "--space", str(_space(tmp_path)), "--trials", "6", "--name", "ray6",
+              "--results-dir", str(results), "--no-progress")
+    with ray_cluster(env, tmp_path, head_cpus=1, head_env={"HOME": str(tmp_path / "head-home")},
+                     client_env=node_env) as cluster:
+        cluster.add_node(1, node_env)
+        wrong = subprocess.run(_cli(*search, "--address", cluster.address),
+                               env={**driver_env, "RAY_AUTH_TOKEN": "0" * len(token)}, capture_output=True, text=True,
+                               timeout=180)
+        assert wrong.returncode == 2, wrong.stdout[-2000:] + wrong.stderr[-2000:]
+        assert wrong.stderr.strip().count("\n") == 0, wrong.stderr[-3000:]  # one line, Ray's retries held back
+        assert "refused this process's authentication" in wrong.stderr and cluster.address in wrong.stderr
+        assert "RAY_AUTH_TOKEN" in wrong.stderr
+        assert not results.exists()  # nothing created
+        out = subprocess.run(_cli(*search, "--address", cluster.address), env=driver_env, capture_output=True,
+                             text=True, timeout=600)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
-    study = _study(tmp_path / "results", "ray6")
+    study = _study(results, "ray6")
     _assert_exactly(study, 6)
     baselines = {t.user_attrs.get("baseline") for t in study.trials}
     assert {"tt-r4", "stt-r4-t2"} <= baselines
-    assert (tmp_path / "results" / "ray6" / "trials.csv").exists()
+    assert (results / "ray6" / "trials.csv").exists()
     assert "Pareto front" in out.stdout
+
+
+def test_an_address_where_nothing_listens_is_one_line_and_creates_nothing(tmp_path):
+    results = tmp_path / "results"
+    out = subprocess.run(_cli("search", "--space", str(_space(tmp_path)), "--name", "nowhere", "--results-dir",
+                              str(results), "--address", f"127.0.0.1:{_free_port()}"),
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no Ray cluster answers at 127.0.0.1:" in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0 and not results.exists()
 
 
 # ------------------------------------------------------------ kill + resume

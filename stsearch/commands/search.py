@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from ..cli import command, non_negative_float, positive_int
+from .plugin_args import add_plugin_arg, import_cli_plugins
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,6 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                                      "postgresql://..., mysql://..., journal:/path.log, redis://...")
     p.add_argument("--results-dir", default="results", help="where studies write (default: results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plugin_arg(p)
 
 
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +40,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="number of trained trials (default: the space's 'trials')")
     p.add_argument("--name", help="study name (default: the space's name)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the space's)")
+    p.add_argument("--heartbeat", type=non_negative_float, default=30.0, metavar="SECONDS",
+                   help="how often running trials' heartbeats are written (default 30); a trial whose heartbeat is "
+                        "1.5 intervals old is re-queued by the next process that checks (workers check every "
+                        "quarter interval while they wait)")
     p.add_argument("--data-dir", help="dataset folder (CIFAR), overrides the space")
     p.add_argument("--epochs", type=float, help="training epochs per trial, overrides the space")
     _common(p)
@@ -68,10 +74,12 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 def _load_space(args: argparse.Namespace) -> Any:
     from ..space import SearchSpace, load_space
 
+    plugins = import_cli_plugins(args)  # before the space: it may name what they register
     space = load_space(args.space)
-    if args.data_dir is None and args.epochs is None:
+    if args.data_dir is None and args.epochs is None and not plugins:
         return space
     data = space.to_dict()
+    data["plugins"] = list(dict.fromkeys([*space.plugins, *plugins]))  # recorded in the study
     if args.data_dir is not None:
         data["data_dir"] = args.data_dir
     if args.epochs is not None:
@@ -85,7 +93,7 @@ def _check_data(space: Any, trains_here: bool = False) -> None:
     from ..data import load_dataset
     from ..train.trainer import resolve_device
 
-    load_dataset(space.dataset, space.data_dir)
+    load_dataset(space.dataset, space.data_dir, transforms=space.transforms)
     if trains_here:
         try:
             resolve_device(str(space.train.get("device", "auto")))
@@ -96,6 +104,15 @@ def _check_data(space: Any, trains_here: bool = False) -> None:
 def _trains_here(args: argparse.Namespace) -> bool:
     """Whether this machine runs the trials: local dispatch, or Ray started here (no --address)."""
     return args.dispatch == "local" or (args.dispatch == "ray" and not args.address)
+
+
+def _connect_cluster(args: argparse.Namespace) -> None:
+    """Connect to the Ray cluster of ``--address`` before the study is touched: a refused connection
+    (a wrong address, a missing or wrong token) is one line and changes nothing."""
+    if args.dispatch == "ray" and args.address:
+        from ..search.ray_backend import connect_driver
+
+        connect_driver(args.address)
 
 
 def _dispatch(run: Any, args: argparse.Namespace) -> None:
@@ -147,8 +164,9 @@ def search(args: argparse.Namespace) -> int:
 
     space = _load_space(args)
     _check_data(space, _trains_here(args))
+    _connect_cluster(args)
     run = SearchRun.create(space, name=args.name, storage=args.storage, results_dir=args.results_dir,
-                           trials=args.trials, seed=args.seed)
+                           trials=args.trials, seed=args.seed, heartbeat=args.heartbeat)
     print(f"study {run.name}: {run.target} trials of {space.model} on {space.dataset}; "
           f"storage {run.storage_url}", file=sys.stderr)
     if args.dispatch == "none":
@@ -163,8 +181,10 @@ def resume(args: argparse.Namespace) -> int:
     """Continue a study after Ctrl-C or a kill: interrupted trials are re-queued, the total is kept."""
     from ..search.run import SearchRun
 
+    import_cli_plugins(args)
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     _check_data(run.space, _trains_here(args))
+    _connect_cluster(args)
     counts = run.reconcile(target=args.trials)
     print(f"study {run.name}: {counts['trained']}/{run.target} trained, {counts['waiting']} to go "
           f"({counts['interrupted']} interrupted so far)", file=sys.stderr)
@@ -180,12 +200,14 @@ def worker(args: argparse.Namespace) -> int:
     from ..search.local import run_local
     from ..search.run import SearchRun
 
+    import_cli_plugins(args)
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     _check_data(run.space, trains_here=True)
     run.reconcile(balance=False)
     try:
         done = run_local(run, max_trials=args.max_trials, num_threads=args.num_threads,
-                         on_finish=lambda _trial: run.write_frame(every=30.0))
+                         on_finish=lambda _trial: run.write_frame(every=30.0),
+                         report=lambda line: print(f"worker {os.getpid()}: {line}", file=sys.stderr, flush=True))
     finally:
         run.write_frame()  # the study's trials.csv/parquet as this worker leaves it
     print(f"worker {os.getpid()}: trained {done} trials of study {run.name}", file=sys.stderr)
@@ -197,6 +219,7 @@ def status(args: argparse.Namespace) -> int:
     """Trials of a study, its front so far and an ETA (--watch for a live view)."""
     from ..search.run import SearchRun
 
+    import_cli_plugins(args)
     run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
     while True:
         text = status_text(run, last=args.last)

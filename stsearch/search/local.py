@@ -25,14 +25,20 @@ def run_local(
     on_finish: Callable[[Any], None] | None = None,
     num_threads: int | None = None,
     progress: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> int:
-    """Train claimed trials until no slot is left (or ``max_trials``); returns how many this process trained."""
+    """Train claimed trials until no slot is left and no trial runs anywhere (or ``max_trials``); returns
+    how many this process trained. While other processes' trials run, it waits and re-queues those whose
+    heartbeat stops (:meth:`SearchRun.wait_for_work`), so the last worker standing finishes the study;
+    ``report`` gets a line per re-queued trial."""
     done = errors = 0
     run.start_heartbeat()
     try:
         while max_trials is None or done < max_trials:
             claim = run.claim()
             if claim is None:
+                if run.wait_for_work(report=report):
+                    continue
                 break
             if num_threads is not None:
                 claim.spec.train.setdefault("num_threads", num_threads)

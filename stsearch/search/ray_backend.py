@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .ray_cluster import connect
 from .run import Claim, SearchRun
 
-__all__ = ["StudySearcher", "ray_trainable", "run_ray"]
+__all__ = ["StudySearcher", "ray_trainable", "run_ray", "connect_driver"]
 
+RAY_INIT_KWARGS: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
 REPORT_KEYS = ("val_acc", "val_loss", "train_loss", "epoch", "lr")
 
 
@@ -58,8 +62,13 @@ def _make_searcher_class():
             self.on_finish = on_finish
             self.num_threads = num_threads
             self.live: dict[str, Claim] = {}
+            self._checked = time.monotonic()
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            if time.monotonic() - self._checked > self.run.heartbeat_seconds / 4:  # workers sharing the study
+                self._checked = time.monotonic()
+                for line in self.run.requeue_stale():
+                    print(f"stsearch: {line}", file=sys.stderr)
             claim = self.run.claim()
             if claim is None:
                 return Searcher.FINISHED if not self.live else None
@@ -106,6 +115,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def connect_driver(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` (before a study is created, so a refused
+    connection leaves nothing behind); :func:`run_ray` then uses that connection."""
+    import ray
+
+    if not ray.is_initialized():
+        connect(address, **RAY_INIT_KWARGS)
+
+
 def run_ray(
     run: SearchRun,
     *,
@@ -127,12 +145,10 @@ def run_ray(
         return 0
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if address:
-            kwargs["address"] = address
+            connect(address, **RAY_INIT_KWARGS)
         else:
-            kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
-        ray.init(**kwargs)
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **RAY_INIT_KWARGS)
     StudySearcher = _make_searcher_class()
     searcher = StudySearcher(run, on_finish=on_finish, num_threads=max(1, int(cpus_per_trial)))
     sched = None

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +38,8 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
 from ..trial import TrialSpec, jsonable, plan_family
-from .storage import check_study_name, default_storage_url, describe_storage, open_storage, sqlite_file, study_exists
+from .storage import (check_study_name, default_storage_url, describe_storage, make_folder, open_storage, sqlite_file,
+                      study_exists)
 
 __all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
 
@@ -49,7 +52,8 @@ SCALAR_ATTRS = (
 )
 MAX_INFEASIBLE_IN_A_ROW = 500
 HEARTBEAT_SECONDS = 30.0
-GRACE_SECONDS = 300.0
+#: A running trial whose heartbeat is this many intervals old is stale (its process is gone or cut off).
+STALE_AFTER_BEATS = 1.5
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -118,6 +122,47 @@ def _link_new(aside: Path, target: Path, name: str, url: str) -> None:
         os.replace(aside, target)
 
 
+#: A study lacking its ``space`` whose creation began on another host this recently is still being created.
+CREATION_GRACE_SECONDS = 120.0
+_SIDE_FILE = re.compile(r"(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}\.creating(?:-journal|-wal|-shm)?")
+
+
+def _aside_file(db: Path) -> Path:
+    """Where a new SQLite study file is built before it is linked into place: ``.study.db.HOST-PID-TOKEN.creating``."""
+    return db.with_name(f".{db.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
+
+
+def _remove_stale_side_files(url: str) -> None:
+    """Remove what a creation of the SQLite file of ``url`` killed mid-way left beside it (the
+    ``.creating`` file and its ``-journal``): only files of this host whose creating process is gone."""
+    db = sqlite_file(url)
+    if db is None:
+        return
+    prefix = f".{db.name}."
+    try:
+        entries = list(db.absolute().parent.iterdir()) if db.absolute().parent.is_dir() else []
+    except OSError:
+        return
+    for entry in entries:
+        m = _SIDE_FILE.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        if m and m["host"] in (None, socket.gethostname()) and not _pid_alive(int(m["pid"])):
+            try:
+                entry.unlink()
+            except OSError:
+                pass  # read-only folder, or another process removed it first
+
+
+def _creator_alive(attrs: Mapping[str, Any]) -> bool:
+    """Whether the process creating a study (``attrs``: the study's user attrs, without ``space``) may
+    still be at it: its PID is alive on this host, or, on another host, it began less than
+    :data:`CREATION_GRACE_SECONDS` ago."""
+    host, _, pid = str(attrs.get("creator", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _pid_alive(int(pid))
+    created = attrs.get("created")
+    return isinstance(created, (int, float)) and time.time() - created < CREATION_GRACE_SECONDS
+
+
 class SearchRun:
     """A study plus its search space, results folder and target number of trained trials."""
 
@@ -153,6 +198,7 @@ class SearchRun:
         results_dir: str | Path = "results",
         trials: int | None = None,
         seed: int | None = None,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> "SearchRun":
         """A new study for ``space``; an existing study of that name is an error (use resume).
 
@@ -165,6 +211,8 @@ class SearchRun:
         target = int(trials if trials is not None else space.trials)
         if target < 1:
             raise ValueError(f"--trials must be >= 1, got {target}")
+        if not (isinstance(heartbeat, (int, float)) and 0 < heartbeat < math.inf):
+            raise ValueError(f"--heartbeat must be a number of seconds > 0, got {heartbeat!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
         sampler = cls._sampler(space, seed if seed is not None else space.sampler.get("seed"))
@@ -174,7 +222,7 @@ class SearchRun:
             name = _free_name(results_dir, space.name) if storage is None else space.name
         while True:
             try:
-                return cls._create_at(space, name, storage, results_dir, sampler, target)
+                return cls._create_at(space, name, storage, results_dir, sampler, target, heartbeat)
             except _FileTaken:
                 if not numbered:  # an explicit --name: the other process has it
                     raise
@@ -182,26 +230,29 @@ class SearchRun:
 
     @classmethod
     def _create_at(cls, space: Any, name: str, storage: str | None, results_dir: Path, sampler: Any,
-                   target: int) -> "SearchRun":
+                   target: int, heartbeat: float = HEARTBEAT_SECONDS) -> "SearchRun":
         url = storage or default_storage_url(results_dir, name)
+        _remove_stale_side_files(url)
         new_file = _new_sqlite_file(url)
         if new_file is None:
             store = open_storage(url)
+            taken = ValueError(f"study {name!r} already exists in {describe_storage(url)}; continue it with "
+                               f"'stsearch resume {name}' or pick another --name")
             if study_exists(store, name):
-                raise ValueError(
-                    f"study {name!r} already exists in {describe_storage(url)}; continue it with "
-                    f"'stsearch resume {name}' or pick another --name"
-                )
-            study = cls._build(space, store, name, sampler, target, results_dir)
+                cls._drop_cut_short(store, name, url, taken)
+            try:
+                study = cls._build(space, store, name, sampler, target, results_dir, heartbeat)
+            except optuna.exceptions.DuplicatedStudyError:  # another process created it meanwhile
+                raise taken from None
         else:
             # A new SQLite file is built aside and linked into place whole: a reader (status, a
             # dashboard, another search) never sees a file without tables, so it cannot race this
             # process to create them, and a kill mid-creation leaves no half-made study behind.
-            new_file.parent.mkdir(parents=True, exist_ok=True)
-            aside = new_file.with_name(f".{new_file.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
+            make_folder(new_file.parent, "the study folder under --results-dir")
+            aside = _aside_file(new_file)
             try:
                 store = open_storage(f"sqlite:///{aside}")
-                cls._build(space, store, name, sampler, target, results_dir)
+                cls._build(space, store, name, sampler, target, results_dir, heartbeat)
                 store.remove_session()
                 store.engine.dispose()  # every connection closed: the file is whole on disk
                 _link_new(aside, new_file, name, url)
@@ -213,16 +264,42 @@ class SearchRun:
         return run
 
     @staticmethod
-    def _build(space: Any, store: Any, name: str, sampler: Any, target: int, results_dir: Path) -> optuna.Study:
+    def _drop_cut_short(store: Any, name: str, url: str, taken: ValueError) -> None:
+        """Delete study ``name``, which exists in ``store``, if its creation was cut short (no ``space``,
+        its creator gone, no trial ever claimed), so that ``search`` can make it again; else raise ``taken``
+        (or why it cannot be replaced)."""
+        probe = optuna.load_study(study_name=name, storage=store)
+        if "space" in probe.user_attrs:
+            raise taken
+        if _creator_alive(probe.user_attrs):
+            raise ValueError(f"study {name!r} in {describe_storage(url)} is being created by another process "
+                             f"({probe.user_attrs.get('creator', 'unknown')}); wait for it to finish, then "
+                             f"'stsearch resume {name}', or pick another --name")
+        if any(t.state != TrialState.WAITING for t in probe.get_trials(deepcopy=False)):
+            raise ValueError(f"study {name!r} in {describe_storage(url)} was never fully created yet has claimed "
+                             f"trials; delete it with 'optuna delete-study --study-name {name} --storage "
+                             f"{describe_storage(url)}' and start it again")
+        print(f"stsearch: study {name} in {describe_storage(url)} was never fully created (its creating process "
+              "stopped); creating it again", file=sys.stderr)
+        try:
+            optuna.delete_study(study_name=name, storage=store)
+        except KeyError:
+            pass  # another search removed it first; creating it below then races that one fairly
+
+    @staticmethod
+    def _build(space: Any, store: Any, name: str, sampler: Any, target: int, results_dir: Path,
+               heartbeat: float = HEARTBEAT_SECONDS) -> optuna.Study:
         """Study ``name`` in ``store`` with its attrs and ``target`` queued slots; ``space`` is
         written last, so a study that has it is complete (see :meth:`open`)."""
         study = optuna.create_study(study_name=name, storage=store, directions=space.directions(), sampler=sampler)
         attrs = {
+            "creator": owner_id(),  # first: a study cut short before "space" can be told from one in the making
+            "created": time.time(),
             "objectives": [{"name": o.name, "direction": o.direction} for o in space.objectives],
             "target_trials": target,
             "results_dir": str(results_dir),
             "stsearch_version": __version__,
-            "created": time.time(),
+            "heartbeat_seconds": float(heartbeat),
         }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
@@ -249,17 +326,21 @@ class SearchRun:
                 "or pass --storage URL for a study kept elsewhere"
             )
         url = storage or default_storage_url(results_dir, name)
+        _remove_stale_side_files(url)
         store = open_storage(url)
         if not study_exists(store, name):
             known = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
             raise ValueError(f"no study {name!r} in {describe_storage(url)}; known studies: {known or 'none'}")
         probe = optuna.load_study(study_name=name, storage=store)
-        if "space" not in probe.user_attrs:  # written last by create: its creation was cut short
+        if "space" not in probe.user_attrs:  # written last by create: still being created, or cut short
+            where = f"--storage {describe_storage(url)}" if storage else f"--results-dir {results_dir}"
+            if _creator_alive(probe.user_attrs):
+                raise ValueError(f"study {name!r} in {describe_storage(url)} is still being created "
+                                 f"({probe.user_attrs.get('creator', 'unknown')}); wait for it and try again")
             raise ValueError(
-                f"study {name!r} in {describe_storage(url)} was never fully created (its creating process was "
-                f"stopped); delete it with 'optuna delete-study --study-name {name} --storage {describe_storage(url)}' "
-                "and start it again"
-            )
+                f"study {name!r} in {describe_storage(url)} was never fully created (its creating process "
+                f"stopped); run the same 'stsearch search --name {name} {where} --space SPACE' again: search "
+                "creates anew a study that was never fully created")
         space = SearchSpace.from_dict(probe.user_attrs["space"])
         study = optuna.load_study(study_name=name, storage=store, sampler=cls._sampler(space, space.sampler.get("seed")))
         stored_dir = probe.user_attrs.get("results_dir")
@@ -320,17 +401,7 @@ class SearchRun:
             self.study.set_user_attr("target_trials", int(target))
         storage = self.study._storage  # noqa: SLF001  (Optuna exposes no public handle)
         retried = self._retried()
-        for t in self.trials():
-            if t.state != TrialState.RUNNING or not (all_running_stale or self._is_stale(t)):
-                continue
-            try:
-                storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-                storage.set_trial_user_attr(t._trial_id, "reason", "the process running it stopped")
-                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                    continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another process finished or failed it first
-            self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
+        self.requeue_stale(all_running=all_running_stale, retried=retried)
         if not balance:
             return self.counts()
         # An interrupted trial without a retry: its process was killed between failing and
@@ -349,6 +420,55 @@ class SearchRun:
         for _ in range(need - len(waiting)):
             self.study.enqueue_trial({})
         return self.counts()
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often trials' heartbeats are written (the study's ``heartbeat_seconds``, chosen at creation)."""
+        return float(self.study.user_attrs.get("heartbeat_seconds", HEARTBEAT_SECONDS))
+
+    @property
+    def stale_after(self) -> float:
+        """Age of a heartbeat after which its trial is judged stale and re-queued."""
+        return STALE_AFTER_BEATS * self.heartbeat_seconds
+
+    def requeue_stale(self, *, all_running: bool = False, retried: set[int] | None = None) -> list[str]:
+        """Fail and re-queue every RUNNING trial that is stale (or all, with ``all_running``); returns a
+        line per re-queued trial. Only the process whose RUNNING -> FAIL transition succeeds re-queues."""
+        storage = self.study._storage  # noqa: SLF001
+        retried = self._retried() if retried is None else retried
+        done = []
+        for t in self.trials():
+            if t.state != TrialState.RUNNING or not (all_running or self._is_stale(t)):
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+                storage.set_trial_user_attr(t._trial_id, "reason", "the process running it stopped")
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process finished or failed it first
+            self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
+            beat = t.user_attrs.get("heartbeat")
+            age = f"{time.time() - float(beat):.0f} s" if beat is not None else "never"
+            done.append(f"trial {t.number} of {t.user_attrs.get('owner', 'unknown')} re-queued "
+                        f"(last heartbeat {age} ago)")
+        return done
+
+    def wait_for_work(self, poll: float | None = None, report: Any = None) -> bool:
+        """Wait until a slot is waiting (``True``) or no trial is running anywhere (``False``), re-queuing
+        stale trials every ``poll`` seconds (default: a quarter heartbeat), so that the last process
+        standing finishes the study; ``report`` is called with each re-queue line."""
+        poll = self.heartbeat_seconds / 4 if poll is None else poll
+        while True:
+            for line in self.requeue_stale():
+                if report:
+                    report(line)
+            counts = self.counts()
+            if counts["waiting"]:
+                return True
+            if not counts["running"]:
+                return False
+            time.sleep(poll)
 
     def _retried(self) -> set[int]:
         """Numbers of the trials a retry was queued for."""
@@ -382,8 +502,8 @@ class SearchRun:
         beat = t.user_attrs.get("heartbeat")
         if beat is None:  # just claimed by someone: judge by its start time
             start = t.datetime_start.timestamp() if t.datetime_start else time.time()
-            return time.time() - start > GRACE_SECONDS
-        return time.time() - float(beat) > GRACE_SECONDS
+            return time.time() - start > self.stale_after
+        return time.time() - float(beat) > self.stale_after
 
     # -------------------------------------------------------------- claims
     def claim(self) -> Claim | None:
@@ -404,9 +524,16 @@ class SearchRun:
             storage.set_trial_user_attr(trial._trial_id, "artifact_dir", str(workdir))
             storage.set_trial_user_attr(trial._trial_id, "plan", plan.to_dict())
             storage.set_trial_user_attr(trial._trial_id, "family", plan_family(plan))
+            if not is_baseline and trial.user_attrs.get("retry_of") is None:
+                twin = self._twin_of(trial, plan)
+                if twin is not None:
+                    self._tell_duplicate(trial, twin)
+                    continue
             spec = TrialSpec(
                 model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
                 model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
+                plugins=list(self.space.plugins), python_path=list(self.space.python_path),
+                transforms=self.space.transforms,
             )
             claim = Claim(trial=trial, spec=spec, workdir=workdir, analytic=analytic)
             if self._heartbeat is not None:
@@ -414,7 +541,8 @@ class SearchRun:
             return claim
         raise ValueError(
             f"{MAX_INFEASIBLE_IN_A_ROW} sampled configurations in a row violate the constraints "
-            f"{[c.__dict__ for c in self.space.constraints]}; loosen the constraints or narrow the space"
+            f"{[c.__dict__ for c in self.space.constraints]} or repeat a plan already trained, running or "
+            "queued; loosen the constraints, widen the space or lower --trials"
         )
 
     def _pop_slot(self) -> Trial | None:
@@ -433,6 +561,41 @@ class SearchRun:
             self.study._thread_local.cached_all_trials = None  # noqa: SLF001
             return Trial(self.study, frozen._trial_id)  # the sampler's before_trial runs here
         return None
+
+    def _twin_of(self, trial: Trial, plan: Any) -> int | None:
+        """The number of a trial whose plan is ``plan`` and that keeps it before ``trial``: one completed
+        or pruned, one queued with fixed params (a baseline, a retry), or one running that is fixed or
+        numbered lower (two claims of one plan at once: the lower number trains it). ``trial``'s plan is
+        in the storage before this reads, so of two concurrent claims at least one sees the other."""
+        key = _plan_key(plan.to_dict())
+        for t in self.trials():
+            if t.number == trial.number:
+                continue
+            fixed = t.system_attrs.get("fixed_params")
+            if t.state == TrialState.WAITING:
+                try:
+                    queued = _plan_key(self.space.plan_from_params(fixed).to_dict()) if fixed else None
+                except (ValueError, KeyError):  # params of another space version: not this plan
+                    queued = None
+                if queued == key:
+                    return t.number
+                continue
+            if t.user_attrs.get("plan") is None or _plan_key(t.user_attrs["plan"]) != key:
+                continue
+            status = t.user_attrs.get("status")
+            if t.state.is_finished() and status in ("completed", "pruned"):
+                return t.number
+            if t.state == TrialState.RUNNING and (fixed or t.number < trial.number):
+                return t.number
+        return None
+
+    def _tell_duplicate(self, trial: Trial, twin: int) -> None:
+        """Give up a claim whose plan trial ``twin`` trains: FAIL it as ``duplicate`` (not trained, not
+        counted) and queue a new slot in its place."""
+        self.study.enqueue_trial({})  # replacement first, as for an infeasible configuration
+        trial.set_user_attr("status", "duplicate")
+        trial.set_user_attr("reason", f"the plan of trial {twin}")
+        self.study.tell(trial, state=TrialState.FAIL)
 
     def _tell_infeasible(self, trial: Trial, plan: Any, analytic: Mapping[str, Any]) -> None:
         self.study.enqueue_trial({})  # replacement slot first: a kill in between leaves a surplus, not a gap
@@ -485,9 +648,9 @@ class SearchRun:
 
     # ----------------------------------------------------------- heartbeat
     def start_heartbeat(self) -> None:
-        """Refresh the ``heartbeat`` attr of this process's running trials every 30 s."""
+        """Refresh the ``heartbeat`` attr of this process's running trials every :attr:`heartbeat_seconds`."""
         if self._heartbeat is None:
-            self._heartbeat = _Heartbeat(self.study)
+            self._heartbeat = _Heartbeat(self.study, self.heartbeat_seconds)
             self._heartbeat.start()
 
     def stop_heartbeat(self) -> None:
@@ -497,8 +660,9 @@ class SearchRun:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, interval: float) -> None:
         super().__init__(daemon=True, name="stsearch-heartbeat")
+        self.interval = interval
         self.storage = study._storage  # noqa: SLF001
         self.ids: set[int] = set()
         self.lock = threading.Lock()
@@ -513,7 +677,7 @@ class _Heartbeat(threading.Thread):
             self.ids.discard(trial_id)
 
     def run(self) -> None:
-        while not self.done.wait(HEARTBEAT_SECONDS):
+        while not self.done.wait(self.interval):
             with self.lock:
                 ids = list(self.ids)
             for trial_id in ids:
@@ -547,6 +711,13 @@ def _check_some_feasible(space: Any, draws: int = 2000) -> None:
         f"none of {draws} random configurations of the space meets the constraints "
         f"{[c.__dict__ for c in space.constraints]}; loosen the constraints or widen the space (families, ranks, t)"
     )
+
+
+def _plan_key(plan: Mapping[str, Any]) -> str:
+    """A plan's identity: its JSON with sorted keys."""
+    import json
+
+    return json.dumps(jsonable(plan), sort_keys=True)
 
 
 def _pid_alive(pid: int) -> bool:
