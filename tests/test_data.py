@@ -21,7 +21,7 @@ from stsearch.data.base import stratified_split, subsample
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["digits", "mnist5k", "cifar10", "cifar100", "synthetic"]
+    assert list_datasets() == ["digits", "mnist5k", "cifar10", "cifar100", "synthetic", "imagefolder"]
 
 
 def test_digits_shapes_and_sizes() -> None:
