@@ -210,7 +210,7 @@ def test_a_study_whose_creation_was_cut_short_on_a_shared_storage_is_a_clear_err
     from stsearch.search.storage import open_storage
 
     optuna.create_study(study_name="half", storage=open_storage(journal), directions=["maximize", "maximize"])
-    with pytest.raises(ValueError, match=r"never fully created .*optuna delete-study --study-name half"):
+    with pytest.raises(ValueError, match=r"never fully created .*stsearch search --name half"):
         SearchRun.open("half", storage=journal, results_dir=tmp_path / "results")
     out = subprocess.run(_cli("status", "half", "--storage", journal, "--results-dir", str(tmp_path / "results")),
                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
