@@ -106,6 +106,13 @@ def _stderr_to(sink: IO[bytes]) -> Iterator[None]:
         os.close(saved)
 
 
+def _refused(address: str, source: str | None) -> ValueError:
+    """The one-line error for a cluster that refused this process's authentication."""
+    how = f"with the token from {source}" if source else "without a token"
+    return ValueError(f"the Ray cluster at {address} refused this process's authentication (it tried {how}); "
+                      f"{AUTH_FIX}")
+
+
 def connect(address: str, **init_kwargs: object) -> None:
     """``ray.init(address=address, ...)``, authenticated as :func:`prepare_auth` says; a failure is one
     ``ValueError`` line naming the address and the fix."""
@@ -117,9 +124,7 @@ def connect(address: str, **init_kwargs: object) -> None:
     import ray
 
     if _refuses(address):
-        how = f"with the token from {source}" if source else "without a token"
-        raise ValueError(f"the Ray cluster at {address} refused this process's authentication "
-                         f"(it tried {how}); {AUTH_FIX}")
+        raise _refused(address, source)
     with tempfile.TemporaryFile() as log:
         try:
             with _stderr_to(log):
@@ -128,9 +133,7 @@ def connect(address: str, **init_kwargs: object) -> None:
             log.seek(0)
             said = log.read().decode("utf-8", "replace")
             if "InvalidAuthToken" in said or "uthenticat" in str(err):
-                how = f"with the token from {source}" if source else "without a token"
-                raise ValueError(f"the Ray cluster at {address} refused this process's authentication "
-                                 f"(it tried {how}); {AUTH_FIX}") from None
+                raise _refused(address, source) from None
             last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
             raise ValueError(f"could not connect to the Ray cluster at {address} ({last}); check the address "
                              f"with 'ray status --address {address}'; if the cluster uses token authentication, "
