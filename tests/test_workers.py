@@ -85,7 +85,8 @@ def test_the_surviving_worker_requeues_a_frozen_workers_trial_and_finishes_the_s
         deadline = time.time() + 180
         while time.time() < deadline:  # the victim is in training: its trial has a checkpoint
             running = optuna.load_study(study_name="live", storage=store).get_trials(states=(TrialState.RUNNING,))
-            if running and (Path(running[0].user_attrs["artifact_dir"]) / "ckpt" / "last.pt").exists():
+            folder = running[0].user_attrs.get("artifact_dir") if running else None  # set just after the claim
+            if folder and (Path(folder) / "ckpt" / "last.pt").exists():
                 break
             time.sleep(0.5)
         else:
