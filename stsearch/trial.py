@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .compress import compress, fold_for_inference
+from .fence import Fence, check_active, fenced
 from .plan import NetworkPlan
 from .train import TrainConfig, measure_latency, runtime, seed_everything, train
 
@@ -157,12 +158,22 @@ def run_trial(
     workdir: str | Path | None = None,
     epoch_callback: Callable[[dict[str, Any]], bool | None] | None = None,
     progress: bool = True,
+    fence: Fence | None = None,
 ) -> dict[str, Any]:
     """Build, train and measure one trial; returns the metrics (also written to ``workdir``).
 
     Failures inside training (non-finite loss, CUDA OOM) come back as
-    ``status = "failed"`` with a ``reason``; bad input raises ``ValueError``.
+    ``status = "failed"`` with a ``reason``; bad input raises ``ValueError``. With a ``fence``
+    (the attempt's token on ``workdir``, :mod:`stsearch.fence`) every write into the folder is
+    checked first: an attempt that lost the folder raises :class:`~stsearch.fence.StaleAttempt`
+    and writes nothing more.
     """
+    with fenced(fence):
+        return _run_trial(spec, workdir, epoch_callback, progress, fence)
+
+
+def _run_trial(spec: TrialSpec, workdir: str | Path | None, epoch_callback: Any, progress: bool,
+               fence: Fence | None) -> dict[str, Any]:
     from .data import load_dataset
     from .models.reference import meta_model
     from .summary import summarize
@@ -181,6 +192,7 @@ def run_trial(
 
     folder = Path(workdir) if workdir is not None else None
     if folder is not None:
+        check_active(folder / TRIAL_FILE)
         spec.save(folder)
     teacher = dense if (dense is not None and cfg.distill_alpha > 0) else None
     result = train(model, train_ds, val_ds, cfg, teacher=teacher,
@@ -219,9 +231,12 @@ def run_trial(
             lat = measure_latency(deployed, info.input_shape, batch_size=1, device=result.device)
         metrics["latency_ms"] = lat["ms_min"]  # the fastest run: robust to a busy machine
     metrics["wall_seconds"] = time.perf_counter() - start
+    if fence is not None:
+        metrics["attempt"] = fence.token
     if folder is not None:
         if result.status != "failed":
             save_weights(model, folder / WEIGHTS_FILE)
+        check_active(folder / METRICS_FILE)
         (folder / METRICS_FILE).write_text(json.dumps(jsonable(metrics), indent=2))
     return metrics
 
@@ -233,7 +248,9 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    check_active(path)
     save_file(state, str(tmp))
+    check_active(path)
     tmp.replace(path)
 
 

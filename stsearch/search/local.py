@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ..fence import StaleAttempt
 from ..trial import run_trial
 from .run import SearchRun
 
@@ -43,10 +44,15 @@ def run_local(
             if num_threads is not None:
                 claim.spec.train.setdefault("num_threads", num_threads)
             try:
-                metrics = run_trial(claim.spec, workdir=claim.workdir, progress=progress)
+                metrics = run_trial(claim.spec, workdir=claim.workdir, progress=progress, fence=claim.fence())
             except KeyboardInterrupt:
                 run.release(claim, "interrupted by the user (Ctrl-C)")
                 raise
+            except StaleAttempt as err:  # re-queued while this process was away: the newer attempt reports
+                run.abandon(claim)
+                if report:
+                    report(f"trial {claim.number}: {err}")
+                continue
             except Exception as err:  # a bug or bad data in one trial must not corrupt the study
                 errors += 1
                 reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..fence import Fence
 from .ray_cluster import connect
 from .run import Claim, SearchRun
 
-__all__ = ["StudySearcher", "ray_trainable", "run_ray", "connect_driver"]
+__all__ = ["StudySearcher", "ray_trainable", "run_ray", "connect_driver", "guard_orphan"]
 
 RAY_INIT_KWARGS: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
 REPORT_KEYS = ("val_acc", "val_loss", "train_loss", "epoch", "lr")
@@ -33,6 +34,9 @@ def ray_trainable(config: dict[str, Any]) -> None:
     from ..trial import TrialSpec, run_trial
 
     spec = TrialSpec.from_dict(config["spec"])
+    fence = Fence(Path(config["workdir"]), config["attempt"], config.get("stale_after")) if config.get("attempt") else None
+    if fence is not None:
+        guard_orphan(fence)
     epochs = float(spec.train.get("epochs") or 0) or None
 
     def on_epoch(rec: dict[str, Any]) -> None:
@@ -42,12 +46,27 @@ def ray_trainable(config: dict[str, Any]) -> None:
         report.update(final=False, budget_fraction=(rec.get("epochs_done", rec.get("epoch", 0)) / epochs) if epochs else None)
         tune.report({k: v for k, v in report.items() if v is not None})
 
-    metrics = run_trial(spec, workdir=config["workdir"], epoch_callback=on_epoch, progress=False)
+    metrics = run_trial(spec, workdir=config["workdir"], epoch_callback=on_epoch, progress=False, fence=fence)
     final = {k: v for k, v in metrics.items() if v is not None and k not in ("history", "forward_modes")}
     final["history_json"] = json.dumps(metrics.get("history") or [])  # Ray's result loggers take scalars
     final["final"] = True
     final.setdefault("epoch", metrics.get("epochs_done", 0))
     tune.report(final)
+
+
+def guard_orphan(fence: Fence) -> None:
+    """End this process once ``fence`` goes stale: a trial whose controller was killed (its heartbeat on the
+    folder stops) or whose trial was re-queued stops within a fraction of a heartbeat, writing nothing."""
+    from ..fence import watch
+
+    fence.check()
+    watch(fence, _stop_orphan, interval=max(0.5, (fence.stale_after or 60) / 6))
+
+
+def _stop_orphan(reason: str) -> None:
+    """End this Ray trial's process at once: its attempt lost its trial folder (see :mod:`stsearch.fence`)."""
+    print(f"stsearch: trial process {os.getpid()} stops: {reason}", file=sys.stderr, flush=True)
+    os._exit(75)  # noqa: SLF001  (a thread cannot stop the training thread; nothing may be written)
 
 
 def _make_searcher_class():
@@ -75,7 +94,8 @@ def _make_searcher_class():
             if self.num_threads is not None:
                 claim.spec.train.setdefault("num_threads", self.num_threads)
             self.live[trial_id] = claim
-            return {"number": claim.number, "spec": claim.spec.to_dict(), "workdir": str(claim.workdir)}
+            return {"number": claim.number, "spec": claim.spec.to_dict(), "workdir": str(claim.workdir),
+                    "attempt": claim.attempt, "stale_after": claim.stale_after}
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
             claim = self.live.pop(trial_id, None)

@@ -37,6 +37,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
+from ..fence import Fence, claim_folder, new_token, touch
 from ..trial import TrialSpec, jsonable, plan_family
 from .storage import (check_study_name, default_storage_url, describe_storage, make_folder, open_storage, sqlite_file,
                       study_exists)
@@ -84,10 +85,16 @@ class Claim:
     spec: TrialSpec
     workdir: Path
     analytic: dict[str, Any]
+    attempt: str = ""  # the attempt token fencing ``workdir`` (stsearch.fence)
+    stale_after: float | None = None  # seconds without a controller heartbeat after which the attempt stops
 
     @property
     def number(self) -> int:
         return self.trial.number
+
+    def fence(self) -> "Fence":
+        """The write permission of this attempt on its trial folder."""
+        return Fence(self.workdir, self.attempt, self.stale_after)
 
 
 def _new_sqlite_file(url: str) -> Path | None:
@@ -480,6 +487,11 @@ class SearchRun:
         retried = self._retried() if retried is None else retried
         if t.number in retried:
             return
+        if folder:  # fence the folder now: the old attempt, if it still runs somewhere, may no longer write
+            try:
+                claim_folder(folder, "requeued-" + new_token())
+            except OSError:
+                pass  # the folder is unreachable from here; the retry's claim fences it
         attrs = {"retry_of": t.number, "resume_dir": folder, "baseline": t.user_attrs.get("baseline")}
         self.study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in attrs.items() if v is not None})
         retried.add(t.number)
@@ -493,6 +505,11 @@ class SearchRun:
         t.set_user_attr("status", "interrupted")
         t.set_user_attr("reason", reason)
         self.study.tell(t, state=TrialState.FAIL)
+
+    def abandon(self, claim: Claim) -> None:
+        """Stop beating for a claim whose folder a newer attempt owns (it was re-queued); tell nothing."""
+        if self._heartbeat is not None:
+            self._heartbeat.remove(claim.trial._trial_id)
 
     def _is_stale(self, t: FrozenTrial) -> bool:
         owner = str(t.user_attrs.get("owner", ""))
@@ -508,42 +525,62 @@ class SearchRun:
     # -------------------------------------------------------------- claims
     def claim(self) -> Claim | None:
         """The next feasible trial to train, or ``None`` when no slot is left."""
-        for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+        tries = 0
+        while tries < MAX_INFEASIBLE_IN_A_ROW:
             trial = self._pop_slot()
             if trial is None:
                 return None
-            storage = self.study._storage  # noqa: SLF001
-            params = self.space.suggest(trial)
-            plan = self.space.plan_from_params(params)
-            analytic = self.space.analytic_metrics(plan)
-            is_baseline = bool(trial.user_attrs.get("baseline"))
-            if not is_baseline and not self.space.is_feasible(analytic):
-                self._tell_infeasible(trial, plan, analytic)
+            try:
+                claim = self._prepare(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # This process stalled (frozen, cut off) mid-claim and another one judged the trial
+                # stale, failed and re-queued it: that retry is someone else's now.
                 continue
-            workdir = Path(trial.user_attrs.get("resume_dir") or self.folder / "trials" / f"{trial.number:05d}")
-            storage.set_trial_user_attr(trial._trial_id, "artifact_dir", str(workdir))
-            storage.set_trial_user_attr(trial._trial_id, "plan", plan.to_dict())
-            storage.set_trial_user_attr(trial._trial_id, "family", plan_family(plan))
-            if not is_baseline and trial.user_attrs.get("retry_of") is None:
-                twin = self._twin_of(trial, plan)
-                if twin is not None:
-                    self._tell_duplicate(trial, twin)
-                    continue
-            spec = TrialSpec(
-                model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
-                model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
-                plugins=list(self.space.plugins), python_path=list(self.space.python_path),
-                transforms=self.space.transforms,
-            )
-            claim = Claim(trial=trial, spec=spec, workdir=workdir, analytic=analytic)
-            if self._heartbeat is not None:
-                self._heartbeat.add(trial._trial_id)
-            return claim
+            if claim is not None:
+                return claim
+            tries += 1
         raise ValueError(
             f"{MAX_INFEASIBLE_IN_A_ROW} sampled configurations in a row violate the constraints "
             f"{[c.__dict__ for c in self.space.constraints]} or repeat a plan already trained, running or "
             "queued; loosen the constraints, widen the space or lower --trials"
         )
+
+    def _prepare(self, trial: Trial) -> Claim | None:
+        """Sample and decode a popped slot: its :class:`Claim`, or ``None`` when it was told as infeasible
+        or as a duplicate (a replacement slot is queued)."""
+        storage = self.study._storage  # noqa: SLF001
+        params = self.space.suggest(trial)
+        plan = self.space.plan_from_params(params)
+        analytic = self.space.analytic_metrics(plan)
+        is_baseline = bool(trial.user_attrs.get("baseline"))
+        if not is_baseline and not self.space.is_feasible(analytic):
+            self._tell_infeasible(trial, plan, analytic)
+            return None
+        workdir = Path(trial.user_attrs.get("resume_dir") or self.folder / "trials" / f"{trial.number:05d}")
+        storage.set_trial_user_attr(trial._trial_id, "artifact_dir", str(workdir))
+        storage.set_trial_user_attr(trial._trial_id, "plan", plan.to_dict())
+        storage.set_trial_user_attr(trial._trial_id, "family", plan_family(plan))
+        if not is_baseline and trial.user_attrs.get("retry_of") is None:
+            twin = self._twin_of(trial, plan)
+            if twin is not None:
+                self._tell_duplicate(trial, twin)
+                return None
+        spec = TrialSpec(
+            model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
+            model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
+            plugins=list(self.space.plugins), python_path=list(self.space.python_path),
+            transforms=self.space.transforms,
+        )
+        attempt = new_token()  # fences the folder: an older attempt of this trial may no longer write
+        storage.set_trial_user_attr(trial._trial_id, "attempt", attempt)
+        claim_folder(workdir, attempt)
+        if storage.get_trial(trial._trial_id).state.is_finished():  # re-queued in between: the retry fences anew
+            raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished by another process")
+        claim = Claim(trial=trial, spec=spec, workdir=workdir, analytic=analytic, attempt=attempt,
+                      stale_after=self.stale_after)
+        if self._heartbeat is not None:
+            self._heartbeat.add(trial._trial_id, workdir, attempt)
+        return claim
 
     def _pop_slot(self) -> Trial | None:
         storage = self.study._storage  # noqa: SLF001
@@ -564,9 +601,9 @@ class SearchRun:
 
     def _twin_of(self, trial: Trial, plan: Any) -> int | None:
         """The number of a trial whose plan is ``plan`` and that keeps it before ``trial``: one completed
-        or pruned, one queued with fixed params (a baseline, a retry), or one running that is fixed or
-        numbered lower (two claims of one plan at once: the lower number trains it). ``trial``'s plan is
-        in the storage before this reads, so of two concurrent claims at least one sees the other."""
+        or pruned, one queued with fixed params (a baseline, a retry), or one running. ``trial``'s plan is
+        in the storage before this reads, so of two concurrent claims of one plan at least one sees the
+        other and gives way (both may: then neither trains it, and both slots are replaced)."""
         key = _plan_key(plan.to_dict())
         for t in self.trials():
             if t.number == trial.number:
@@ -585,7 +622,7 @@ class SearchRun:
             status = t.user_attrs.get("status")
             if t.state.is_finished() and status in ("completed", "pruned"):
                 return t.number
-            if t.state == TrialState.RUNNING and (fixed or t.number < trial.number):
+            if t.state == TrialState.RUNNING:
                 return t.number
         return None
 
@@ -664,23 +701,25 @@ class _Heartbeat(threading.Thread):
         super().__init__(daemon=True, name="stsearch-heartbeat")
         self.interval = interval
         self.storage = study._storage  # noqa: SLF001
-        self.ids: set[int] = set()
+        self.ids: dict[int, tuple[Path | None, str]] = {}
         self.lock = threading.Lock()
         self.done = threading.Event()
 
-    def add(self, trial_id: int) -> None:
+    def add(self, trial_id: int, folder: Path | None = None, attempt: str = "") -> None:
         with self.lock:
-            self.ids.add(trial_id)
+            self.ids[trial_id] = (folder, attempt)
 
     def remove(self, trial_id: int) -> None:
         with self.lock:
-            self.ids.discard(trial_id)
+            self.ids.pop(trial_id, None)
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
             with self.lock:
-                ids = list(self.ids)
-            for trial_id in ids:
+                ids = dict(self.ids)
+            for trial_id, (folder, attempt) in ids.items():
+                if folder is not None:  # the attempt's writer (a Ray actor, say) sees this controller alive
+                    touch(folder, attempt)
                 try:
                     self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
                 except Exception:  # a finished trial, a transient DB error: the next beat retries

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fence import check_active
+
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
@@ -28,8 +30,12 @@ PREV_NAME = "prev.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a reader sees the old or the new file)."""
+    """Write ``state`` to ``path`` atomically (a reader sees the old or the new file).
+
+    Inside a fenced trial folder (:mod:`stsearch.fence`) a stale attempt raises
+    :class:`~stsearch.fence.StaleAttempt` and leaves the folder as it was."""
     path = Path(path)
+    check_active(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -37,6 +43,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        check_active(path)  # again: the attempt may have been re-queued while this was written
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -71,6 +78,7 @@ def save_rotating(directory: str | Path, state: dict[str, Any]) -> Path:
     directory = Path(directory)
     last, prev, nxt = directory / LAST_NAME, directory / PREV_NAME, directory / "next.pt"
     save_checkpoint(nxt, state)
+    check_active(last)
     if last.exists():
         os.replace(last, prev)
     os.replace(nxt, last)
