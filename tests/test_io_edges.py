@@ -312,3 +312,77 @@ def test_a_killed_postgresql_creation_is_recreated_by_search_and_resume_says_so(
             optuna.delete_study(study_name=name, storage=storage)
         except KeyError:
             pass
+
+
+class _Proxy:
+    """A TCP proxy to PostgreSQL that can be cut: the server 'goes away' for the client mid-session."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target, self.socks = target, []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        import socket
+
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone would leave listening
+        except OSError:
+            pass
+        self.server.close()
+        for s in self.socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.postgres
+def test_a_postgresql_server_lost_mid_session_is_one_line(tmp_path):
+    url = _postgres_url() or pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432; set STSEARCH_TEST_POSTGRES")
+    from urllib.parse import urlsplit
+
+    import optuna
+
+    from stsearch.search.storage import open_storage
+
+    parts = urlsplit(url)
+    proxy = _Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    via = url.replace(parts.netloc, f"{parts.username + '@' if parts.username else ''}127.0.0.1:{proxy.port}")
+    store = open_storage(via)
+    name = f"lost-{os.getpid()}"
+    study = optuna.create_study(study_name=name, storage=store)
+    study.enqueue_trial({})
+    proxy.cut()  # the server restarts / the network goes
+    with pytest.raises(ValueError, match=r"^lost the connection to storage postgresql://.*; check that the server is up"):
+        study.get_trials()
+    optuna.delete_study(study_name=name, storage=url)

@@ -86,6 +86,8 @@ def open_storage(url: str) -> BaseStorage:
             raise _unreachable(url, err) from None
         if url.startswith("sqlite"):
             _report_corruption(store, url)
+        else:
+            _report_lost_connection(store, url)
         return store
     raise ValueError(
         f"unsupported storage URL {url!r}; use sqlite:///file.db, postgresql://user@host/db, "
@@ -110,6 +112,24 @@ def _report_corruption(store: RDBStorage, url: str) -> None:
         if type(context.original_exception) is sqlite3.DatabaseError:
             raise ValueError(f"storage {url} is damaged ({context.original_exception}); restore the file from a "
                              f"backup, or try 'sqlite3 {sqlite_file(url)} .recover' into a new file") from None
+
+    event.listen(store.engine, "handle_error", handle_error)
+
+
+def _report_lost_connection(store: RDBStorage, url: str) -> None:
+    """Make a database server that goes away mid-command (restarted, network cut, connection killed) a
+    one-line ``ValueError`` naming the storage, instead of SQLAlchemy's OperationalError traceback."""
+    from sqlalchemy import event, exc
+
+    def handle_error(context: Any) -> None:
+        err = context.original_exception
+        if getattr(context, "is_pre_ping", False):  # a stale pooled connection: SQLAlchemy reconnects by itself
+            return
+        if context.is_disconnect or isinstance(context.sqlalchemy_exception, exc.OperationalError):
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+            raise ValueError(f"lost the connection to storage {_redact(url)} ({first}); check that the server is "
+                             f"up and reachable, then rerun: finished trials are kept, and a trial that was "
+                             f"running is re-queued by the next worker or 'stsearch resume'") from None
 
     event.listen(store.engine, "handle_error", handle_error)
 
