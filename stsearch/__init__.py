@@ -9,3 +9,11 @@ def load(path: "str | os.PathLike[str]", *, fold: bool = False) -> "torch.nn.Mod
     from .export import load as _load
 
     return _load(path, fold=fold)
+
+
+def __getattr__(name: str):  # the Python API, loaded on first use (``import stsearch`` stays light)
+    if name == "Search":
+        from .api import Search
+
+        return Search
+    raise AttributeError(f"module 'stsearch' has no attribute {name!r}")

@@ -105,17 +105,25 @@ def _compare_labels(runs: list) -> list[str]:
 @command("plot", _plot_args)
 def plot(args: argparse.Namespace) -> int:
     """Front, hypervolume history and per-layer heat map of a study (PNG + SVG); --compare overlays studies."""
+    run = _open(args)
+    others = [_open_other(args, entry) for entry in args.compare]  # every study found before anything is drawn
+    for path in write_plots(run, args.out, others):
+        print(path)
+    return 0
+
+
+def write_plots(run, out: str | Path | None = None, others: list | tuple = ()) -> list[Path]:
+    """Front, hypervolume history and per-layer heat map of ``run`` (and a comparison with the ``others``
+    runs) as PNG + SVG in ``out`` (default: results/<study>/plots); returns the written files."""
     from ..results import (hypervolume_history, pareto_front, plot_compare, plot_front, plot_hypervolume,
                            plot_layer_heatmap, study_objectives, trials_frame)
 
-    run = _open(args)
-    others = [_open_other(args, entry) for entry in args.compare]  # every study found before anything is drawn
     labels = _compare_labels([run, *others])
     df = trials_frame(run.study)
     objs = study_objectives(run.study)
     if df.empty or not (df["status"] == "completed").any():
         raise ValueError(f"study {run.name} has no finished trial yet, nothing to plot; run 'stsearch status {run.name}'")
-    out = Path(args.out) if args.out else run.folder / "plots"
+    out = Path(out) if out else run.folder / "plots"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the images")
     make_folder(out, "--out folder")
@@ -124,11 +132,9 @@ def plot(args: argparse.Namespace) -> int:
     front = pareto_front(df, objs)
     if len(front):
         written += plot_layer_heatmap(front, out / "layers")
-    if args.compare:
+    if others:
         frames = {labels[0]: df}
         for label, other_run in zip(labels[1:], others):
             frames[label] = trials_frame(other_run.study)
         written += plot_compare(frames, objs, out / "compare")
-    for path in written:
-        print(path)
-    return 0
+    return written

@@ -444,8 +444,19 @@ class SearchSpace:
 
 
 def space_dir() -> Path:
-    """The repository's ``search_spaces/`` folder."""
-    return Path(__file__).resolve().parents[2] / "search_spaces"
+    """The shipped ``search_spaces/`` folder: the package data ``stsearch.search_spaces`` of an installed
+    wheel (or of an editable install), else the repository's top-level ``search_spaces/``."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2] / "search_spaces"
+    try:
+        spec = importlib.util.find_spec("stsearch.search_spaces")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if any(Path(folder).glob("*.yaml")):
+            return Path(folder).resolve()
+    return repo
 
 
 def load_space(path_or_name: str | Path) -> SearchSpace:

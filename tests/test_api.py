@@ -1,0 +1,120 @@
+"""The Python API (stsearch.Search): create -> optimize -> pareto/plot/export -> open, and callable models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import stsearch
+from stsearch.models.registry import list_models
+
+
+def tiny_model(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """A module-level factory: importable as tests.test_api:tiny_model."""
+    return _Tiny(num_classes, in_channels)
+
+
+class _Tiny(nn.Module):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def _space(model: object = "resnet8_digits", match: str = "layer*.conv*", trials: int = 2) -> dict:
+    return {
+        "name": "api",
+        "model": model,
+        "dataset": "digits",
+        "layers": [{"match": match, "share": True, "families": ["tt", "stt"], "ranks": [4], "t": [2],
+                    "n_modes": [2]}],
+        "objectives": [{"name": "accuracy", "direction": "maximize"}, {"name": "compression", "direction": "maximize"}],
+        "train": {"epochs": 1, "batch_size": 128, "lr": 0.05, "num_threads": 1},
+        "sampler": {"name": "random", "seed": 0},
+        "trials": trials,
+    }
+
+
+def test_import_is_light() -> None:
+    code = "import sys, stsearch; assert 'torch' not in sys.modules; stsearch.Search; assert 'stsearch.api' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_create_optimize_results_export_open(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    seen: list[int] = []
+    run = stsearch.Search.create(_space(), name="api", results_dir=results)
+    assert run.study.study_name == "api" and run.counts()["trained"] == 0
+    run.optimize(progress=lambda t: seen.append(t.number))
+    assert run.counts()["trained"] == 2 and len(seen) >= 2
+
+    front = run.pareto(csv=tmp_path / "front.csv")
+    assert isinstance(front, pd.DataFrame) and len(front) >= 1 and (tmp_path / "front.csv").is_file()
+    trials = run.trials()
+    assert isinstance(trials, pd.DataFrame) and set(trials["status"]) >= {"completed"}
+    assert "study api" in run.status()
+
+    written = run.plot(tmp_path / "plots")
+    assert written and all(Path(p).is_file() for p in written)
+
+    out = run.export(tmp_path / "export", knee=True)
+    model = stsearch.load(out)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+    again = stsearch.Search.open("api", storage=run.storage_url, results_dir=results)
+    assert [t.number for t in again.study.trials] == [t.number for t in run.study.trials]
+    with pytest.raises(ValueError, match="no study 'nope'"):
+        stsearch.Search.open("nope", results_dir=results)
+    with pytest.raises(ValueError, match="exists|already"):
+        stsearch.Search.create(_space(), name="api", results_dir=results)  # as 'stsearch search --name api'
+
+
+@pytest.mark.slow
+def test_main_callable_model_local_only(tmp_path: Path) -> None:
+    def make(num_classes: int = 10) -> nn.Module:  # not importable: registered in this process
+        return _Tiny(num_classes)
+
+    results = tmp_path / "results"
+    for dispatch in ("ray", "none"):
+        with pytest.raises(ValueError) as err:
+            stsearch.Search.create(_space(make, match="conv*", trials=1), name="main", results_dir=results,
+                                   dispatch=dispatch)
+        assert str(err.value).startswith("model ") and "is a Python callable defined in __main__; Ray trials and " \
+            "workers import it by reference: move it to a module and pass 'package.module:callable'" in str(err.value)
+        assert "\n" not in str(err.value)
+    assert not (results / "main").exists()  # no study created
+
+    run = stsearch.Search.create(_space(make, match="conv*", trials=1), name="main", results_dir=results)
+    assert run.space.model in list_models()
+    with pytest.raises(ValueError, match="Python callable defined in __main__"):
+        run.optimize(dispatch="ray")
+    run.optimize(progress=False)
+    assert run.counts()["trained"] == 1
+
+
+def test_module_callable_becomes_import_path(tmp_path: Path) -> None:
+    run = stsearch.Search.create(_space(tiny_model, match="conv*", trials=1), name="mod",
+                                 results_dir=tmp_path / "results", dispatch="ray")
+    assert run.space.model == "tests.test_api:tiny_model"
+    recorded = run.study.user_attrs["space"]
+    assert recorded["model"] == "tests.test_api:tiny_model"
+    assert str(Path(__file__).resolve().parents[1]) in recorded["python_path"]
+
+
+def test_bad_dispatch_and_space(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dispatch must be one of"):
+        stsearch.Search.create(_space(), results_dir=tmp_path, dispatch="slurm")
+    with pytest.raises(FileNotFoundError, match="no search space 'nope'"):
+        stsearch.Search.create("nope", results_dir=tmp_path)
