@@ -50,6 +50,7 @@ class TrialSpec:
     plugins: list[str] = field(default_factory=list)  # modules imported before the model/dataset are built
     python_path: list[str] = field(default_factory=list)  # folders put on sys.path first (user code)
     transforms: dict[str, Any] | None = None  # image transforms of an imagefolder: dataset
+    trainer: str | None = None  # user trainer (package.module:callable or registered name); None: built-in
 
     def __post_init__(self) -> None:
         if self.init not in INIT_MODES:
@@ -195,9 +196,14 @@ def _run_trial(spec: TrialSpec, workdir: str | Path | None, epoch_callback: Any,
         check_active(folder / TRIAL_FILE)
         spec.save(folder)
     teacher = dense if (dense is not None and cfg.distill_alpha > 0) else None
-    result = train(model, train_ds, val_ds, cfg, teacher=teacher,
-                   checkpoint_dir=None if folder is None else folder / "ckpt",
-                   epoch_callback=epoch_callback, progress=progress)
+    user_metrics: dict[str, Any] | None = None
+    if spec.trainer:
+        result, user_metrics = _run_user_trainer(spec, model, train_ds, val_ds, cfg, teacher,
+                                                 None if folder is None else folder / "ckpt", epoch_callback)
+    else:
+        result = train(model, train_ds, val_ds, cfg, teacher=teacher,
+                       checkpoint_dir=None if folder is None else folder / "ckpt",
+                       epoch_callback=epoch_callback, progress=progress)
 
     metrics: dict[str, Any] = {
         "status": result.status,
@@ -223,6 +229,9 @@ def _run_trial(spec: TrialSpec, workdir: str | Path | None, epoch_callback: Any,
         "tune_seconds": result.tune_seconds,
         "latency_ms": None,
     }
+    if user_metrics is not None:  # the trainer's own metrics, next to (never over) stsearch's measurements
+        metrics["trainer"] = spec.trainer
+        metrics["trainer_metrics"] = user_metrics
     if result.status != "failed" and spec.measure_latency:  # as exported: modes tuned at batch 1, folded
         # Under the trial's own thread count: with the process default, a trial given 1 of many
         # cores would time every operator across all of them, waiting on busy ones (100x slower).
@@ -239,6 +248,43 @@ def _run_trial(spec: TrialSpec, workdir: str | Path | None, epoch_callback: Any,
         check_active(folder / METRICS_FILE)
         (folder / METRICS_FILE).write_text(json.dumps(jsonable(metrics), indent=2))
     return metrics
+
+
+def _run_user_trainer(spec: TrialSpec, model: nn.Module, train_ds: Any, val_ds: Any, cfg: TrainConfig,
+                      teacher: nn.Module | None, folder: Path | None, epoch_callback: Any) -> tuple[Any, dict[str, Any]]:
+    """Train with the space's ``trainer`` (:mod:`stsearch.train.custom`): a TrainResult and its metrics."""
+    from .plugins import UserCodeError
+    from .train.custom import TrainContext, accuracy_of, call_trainer, resolve_trainer
+    from .train.trainer import TrainResult, resolve_device
+
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    ctx = TrainContext(device=device, seed=int(cfg.seed), folder=folder, config=cfg, teacher=teacher,
+                       callback=epoch_callback)
+    try:
+        fn = resolve_trainer(spec.trainer or "", spec.python_path)
+    except UserCodeError as err:
+        fn, outcome = None, None
+        status, reason, out, seconds = "failed", str(err), {}, 0.0
+    if fn is not None:
+        seed_everything(cfg.seed)  # the trainer's own randomness (shuffling, dropout) follows the trial's seed
+        with runtime(device, cfg):
+            outcome = call_trainer(fn, spec.trainer or "", model, train_ds, val_ds, ctx)
+        status, reason, out, seconds = outcome.status, outcome.reason, outcome.metrics, outcome.seconds
+    acc = accuracy_of(out)
+    budget = float(cfg.epochs) if cfg.epochs else None  # None: a max_steps / max_seconds budget
+    epochs = float(ctx.history[-1]["epoch"]) if ctx.history else (budget or 0.0)
+    fraction = 1.0 if status == "completed" else (min(1.0, epochs / budget) if budget else 0.0)
+    result = TrainResult(
+        status=status, reason=reason, val_acc=acc, val_top5=out.get("val_top5"), val_loss=out.get("val_loss"),
+        history=ctx.history, epochs_done=epochs, steps_done=0, budget_fraction=fraction,
+        wall_seconds=seconds, device=str(device), amp=None,
+        stopped_by={"completed": "epochs", "pruned": "callback"}.get(status, "error"))
+    return result, out
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:

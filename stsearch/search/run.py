@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 import sys
 import threading
@@ -38,13 +37,14 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
 from ..fence import Fence, claim_folder, new_token, touch
+from .study import TRAINED, count_trials, creator_alive, open_existing, pid_alive as _pid_alive
+from .study import remove_stale_side_files as _remove_stale_side_files
 from ..trial import TrialSpec, jsonable, plan_family
 from .storage import (check_study_name, default_storage_url, describe_storage, make_folder, open_storage, sqlite_file,
                       study_exists)
 
 __all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
 
-TRAINED = ("completed", "pruned", "failed")
 METRIC_OF = {"accuracy": "val_acc", "compression": "compression", "macs": "macs", "latency_ms": "latency_ms", "params": "params"}
 SCALAR_ATTRS = (
     "status", "reason", "val_acc", "val_top5", "val_loss", "budget_fraction", "full_budget", "epochs_done",
@@ -129,45 +129,12 @@ def _link_new(aside: Path, target: Path, name: str, url: str) -> None:
         os.replace(aside, target)
 
 
-#: A study lacking its ``space`` whose creation began on another host this recently is still being created.
-CREATION_GRACE_SECONDS = 120.0
-_SIDE_FILE = re.compile(r"(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}\.creating(?:-journal|-wal|-shm)?")
-
-
 def _aside_file(db: Path) -> Path:
     """Where a new SQLite study file is built before it is linked into place: ``.study.db.HOST-PID-TOKEN.creating``."""
     return db.with_name(f".{db.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
 
 
-def _remove_stale_side_files(url: str) -> None:
-    """Remove what a creation of the SQLite file of ``url`` killed mid-way left beside it (the
-    ``.creating`` file and its ``-journal``): only files of this host whose creating process is gone."""
-    db = sqlite_file(url)
-    if db is None:
-        return
-    prefix = f".{db.name}."
-    try:
-        entries = list(db.absolute().parent.iterdir()) if db.absolute().parent.is_dir() else []
-    except OSError:
-        return
-    for entry in entries:
-        m = _SIDE_FILE.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
-        if m and m["host"] in (None, socket.gethostname()) and not _pid_alive(int(m["pid"])):
-            try:
-                entry.unlink()
-            except OSError:
-                pass  # read-only folder, or another process removed it first
 
-
-def _creator_alive(attrs: Mapping[str, Any]) -> bool:
-    """Whether the process creating a study (``attrs``: the study's user attrs, without ``space``) may
-    still be at it: its PID is alive on this host, or, on another host, it began less than
-    :data:`CREATION_GRACE_SECONDS` ago."""
-    host, _, pid = str(attrs.get("creator", "")).rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return _pid_alive(int(pid))
-    created = attrs.get("created")
-    return isinstance(created, (int, float)) and time.time() - created < CREATION_GRACE_SECONDS
 
 
 class SearchRun:
@@ -278,7 +245,7 @@ class SearchRun:
         probe = optuna.load_study(study_name=name, storage=store)
         if "space" in probe.user_attrs:
             raise taken
-        if _creator_alive(probe.user_attrs):
+        if creator_alive(probe.user_attrs):
             raise ValueError(f"study {name!r} in {describe_storage(url)} is being created by another process "
                              f"({probe.user_attrs.get('creator', 'unknown')}); wait for it to finish, then "
                              f"'stsearch resume {name}', or pick another --name")
@@ -323,36 +290,11 @@ class SearchRun:
         """An existing study (its space comes from the study itself)."""
         from ..space import SearchSpace
 
-        results_dir = Path(results_dir).resolve()
-        missing = sqlite_file(storage)
-        if missing is not None and not missing.exists():
-            raise ValueError(f"no study {name!r}: the SQLite file {missing} does not exist; check --storage")
-        if storage is None and not (results_dir / name / "study.db").exists():
-            raise ValueError(
-                f"no study {name!r} under {results_dir}; start one with 'stsearch search --name {name}', "
-                "or pass --storage URL for a study kept elsewhere"
-            )
-        url = storage or default_storage_url(results_dir, name)
-        _remove_stale_side_files(url)
-        store = open_storage(url)
-        if not study_exists(store, name):
-            known = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
-            raise ValueError(f"no study {name!r} in {describe_storage(url)}; known studies: {known or 'none'}")
-        probe = optuna.load_study(study_name=name, storage=store)
-        if "space" not in probe.user_attrs:  # written last by create: still being created, or cut short
-            where = f"--storage {describe_storage(url)}" if storage else f"--results-dir {results_dir}"
-            if _creator_alive(probe.user_attrs):
-                raise ValueError(f"study {name!r} in {describe_storage(url)} is still being created "
-                                 f"({probe.user_attrs.get('creator', 'unknown')}); wait for it and try again")
-            raise ValueError(
-                f"study {name!r} in {describe_storage(url)} was never fully created (its creating process "
-                f"stopped); run the same 'stsearch search --name {name} {where} --space SPACE' again: search "
-                "creates anew a study that was never fully created")
-        space = SearchSpace.from_dict(probe.user_attrs["space"])
-        study = optuna.load_study(study_name=name, storage=store, sampler=cls._sampler(space, space.sampler.get("seed")))
-        stored_dir = probe.user_attrs.get("results_dir")
-        base = Path(stored_dir) if (storage is not None and stored_dir) else results_dir
-        return cls(study, space, results_dir=base, storage_url=url)
+        found = open_existing(name, storage=storage, results_dir=results_dir)
+        space = SearchSpace.from_dict(found.probe.user_attrs["space"])
+        study = optuna.load_study(study_name=name, storage=found.store,
+                                  sampler=cls._sampler(space, space.sampler.get("seed")))
+        return cls(study, space, results_dir=found.results_dir, storage_url=found.url)
 
     @staticmethod
     def _sampler(space: Any, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -376,19 +318,7 @@ class SearchRun:
 
     def counts(self) -> dict[str, int]:
         """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
-        out = {"trained": 0, "running": 0, "waiting": 0, "infeasible": 0, "interrupted": 0, "cancelled": 0,
-               "completed": 0, "pruned": 0, "failed": 0}
-        for t in self.trials():
-            status = t.user_attrs.get("status")
-            if t.state == TrialState.RUNNING:
-                out["running"] += 1
-            elif t.state == TrialState.WAITING:
-                out["waiting"] += 1
-            elif status in out:
-                out[status] += 1
-            if status in TRAINED and t.state.is_finished():
-                out["trained"] += 1
-        return out
+        return count_trials(self.trials())
 
     # ------------------------------------------------------------- resume
     def reconcile(self, *, all_running_stale: bool = False, balance: bool = True, target: int | None = None) -> dict[str, int]:
@@ -569,7 +499,7 @@ class SearchRun:
             model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
             model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
             plugins=list(self.space.plugins), python_path=list(self.space.python_path),
-            transforms=self.space.transforms,
+            transforms=self.space.transforms, **_training_fields(self.space),
         )
         attempt = new_token()  # fences the folder: an older attempt of this trial may no longer write
         storage.set_trial_user_attr(trial._trial_id, "attempt", attempt)
@@ -660,6 +590,14 @@ class SearchRun:
 
     def _tell(self, trial: Trial, metrics: dict[str, Any]) -> FrozenTrial:
         status = metrics.get("status", "failed")
+        if status == "completed" and metrics.get("trainer"):  # a user trainer must return each measured objective
+            missing = [o.name for o in self.space.objectives if o.name == "accuracy" and metrics.get("val_acc") is None]
+            if missing:
+                got = sorted(metrics.get("trainer_metrics") or {})
+                metrics = {**metrics, "status": "failed", "reason": (
+                    f"trainer {metrics['trainer']} returned no {missing[0]!r} (nor 'val_acc'); it returned keys {got}: "
+                    f"return a dict with {missing[0]!r}")}
+                status = "failed"
         for key in SCALAR_ATTRS:
             if key in metrics:
                 trial.set_user_attr(key, jsonable(metrics[key]))
@@ -694,6 +632,17 @@ class SearchRun:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+
+
+def _training_fields(space: Any) -> dict[str, Any]:
+    """The trial fields of the space's ``trainer`` / ``pretrained`` / ``init`` keys (absent: defaults)."""
+    out: dict[str, Any] = {}
+    if getattr(space, "trainer", None):
+        out["trainer"] = space.trainer
+    if getattr(space, "pretrained", None):
+        out["pretrained"] = space.pretrained
+        out["init"] = getattr(space, "init", None) or "random"
+    return out
 
 
 class _Heartbeat(threading.Thread):
@@ -759,11 +708,3 @@ def _plan_key(plan: Mapping[str, Any]) -> str:
     return json.dumps(jsonable(plan), sort_keys=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

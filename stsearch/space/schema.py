@@ -11,6 +11,11 @@ Top-level keys (all validated; an unknown key is an error):
 ``python_path``   folders put on ``sys.path`` before importing user code (filled in from the plugins)
 ``input_shape``   ``[C, H, W]`` of one sample (default: the model registry's, else the dataset's)
 ``transforms``    image transforms of an ``imagefolder:PATH`` dataset (:mod:`stsearch.data.imagefolder`)
+``trainer``       ``package.module:callable`` (or a registered name): a user ``fit(model, train_dataset,
+                  val_dataset, context) -> dict`` instead of the built-in trainer (:mod:`stsearch.train.custom`)
+``pretrained``    state dict of the dense model (.pt/.pth/.safetensors), checked against the model
+``init``          ``random`` (default) | ``decompose`` (needs ``pretrained``)
+``distill``       ``{alpha, temperature}``: distil from the pretrained dense model (:mod:`stsearch.space.training`)
 ``model_kwargs``  keyword arguments of the model factory, e.g. ``{num_classes: 100}`` (default ``{}``)
 ``dataset``       a dataset name, see ``stsearch.data.list_datasets()`` (required)
 ``data_dir``      folder of a local dataset copy (CIFAR); ``null`` = give ``--data-dir`` at run time
@@ -93,7 +98,8 @@ OBJECTIVES: dict[str, str] = {
 ANALYTIC_METRICS = ("compression", "macs", "params")
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
-            "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms")
+            "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms",
+            "trainer", "pretrained", "init", "distill")
 TIE_MODES = ("per_layer", "uniform")
 GROUP_KEYS = ("match", "types", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
@@ -243,6 +249,9 @@ class SearchSpace:
         input_shape: tuple[int, int, int] | None = None, transforms: dict[str, Any] | None = None,
     ) -> None:
         self.transforms = transforms
+        self.trainer: str | None = None  # set by stsearch.space.training.check_training
+        self.pretrained: str | None = None
+        self.init, self.distill = "random", None
         self.tie = tuple(tie)
         self.plugins, self.python_path = list(plugins or []), list(python_path or [])
         self._input_shape = input_shape
@@ -304,6 +313,8 @@ class SearchSpace:
             "plugins": list(self.plugins), "python_path": list(self.python_path),
             "input_shape": None if self._input_shape is None else list(self._input_shape),
             "transforms": copy.deepcopy(self.transforms),
+            "trainer": self.trainer, "pretrained": self.pretrained, "init": self.init,
+            "distill": None if self.distill is None else dict(self.distill),
         }
 
     # -------------------------------------------------------------- layers
@@ -556,6 +567,7 @@ def _names(v: Any, path: Path_, what: str, example: str) -> tuple[str, ...]:
 
 def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     from ..data import list_datasets
+    from .training import check_training
     from .user import check_dataset_files, check_input_shape, check_model, check_output, check_plugins, record_roots
 
     data = _check_keys(data, TOP_KEYS, (), "{model: resnet8_digits, dataset: digits, layers: [...]}")
@@ -594,6 +606,7 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     )
     try:
         check_output(space, space._meta)
+        check_training(space, data)  # trainer / pretrained / init / distill (stsearch.space.training)
         layers = space.all_layers
     except SpaceError:
         raise
