@@ -9,53 +9,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-__all__ = ["main", "build_parser", "run_guarded", "positive_int", "non_negative_float"]
+from .commands.registry import COMMANDS, Command, command, non_negative_float, positive_int
 
-Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
-
-
-def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]) -> Callable[[Command], Command]:
-    """Register a sub-command: ``add_args`` fills its parser, the function runs it."""
-
-    def deco(fn: Command) -> Command:
-        _COMMANDS[name] = (add_args, fn)
-        return fn
-
-    return deco
-
-
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """``argparse`` type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
+__all__ = ["main", "build_parser", "run_guarded", "command", "positive_int", "non_negative_float"]
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, commands  # noqa: F401  (registers the commands)
+    from . import __version__
+    from .commands import load_all
+
+    load_all()
 
     parser = argparse.ArgumentParser(prog="stsearch", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"stsearch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (add_args, fn) in _COMMANDS.items():
+    for name, (add_args, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None)
         add_args(p)
         p.set_defaults(_run=fn)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import command
+from .registry import command
 from .plugin_args import add_plugin_arg, import_cli_plugins
 
 

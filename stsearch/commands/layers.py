@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command, positive_int
+from .registry import command, positive_int
 from .plugin_args import add_plugin_arg, import_cli_plugins
 
 

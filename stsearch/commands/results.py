@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import command
-from ..search.storage import make_folder
+from .registry import command
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
@@ -30,14 +29,14 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from ..search.run import SearchRun
+    from ..search.study import StudyView  # reading a study needs neither its model nor torch
 
-    return SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    return StudyView.open(args.name, storage=args.storage, results_dir=args.results_dir)
 
 
 def _open_other(args: argparse.Namespace, entry: str):
     """A ``--compare`` study: ``NAME=URL``, else ``NAME`` in ``--storage``, else in its default SQLite file."""
-    from ..search.run import SearchRun
+    from ..search.study import StudyView as SearchRun
 
     name, sep, url = entry.partition("=")
     if sep:
@@ -59,6 +58,7 @@ def pareto(args: argparse.Namespace) -> int:
     """Pareto front of a study (finished full-budget feasible trials), knee, hypervolume; writes CSV."""
     from ..results import (best_at_constraint, default_reference, eligible_mask, hypervolume, knee_point,
                            pareto_front, pareto_table, save_frame, study_objectives, trials_frame)
+    from ..search.storage import make_folder
 
     run = _open(args)
     df = trials_frame(run.study)
@@ -117,6 +117,8 @@ def write_plots(run, out: str | Path | None = None, others: list | tuple = ()) -
     runs) as PNG + SVG in ``out`` (default: results/<study>/plots); returns the written files."""
     from ..results import (hypervolume_history, pareto_front, plot_compare, plot_front, plot_hypervolume,
                            plot_layer_heatmap, study_objectives, trials_frame)
+
+    from ..search.storage import make_folder
 
     labels = _compare_labels([run, *others])
     df = trials_frame(run.study)

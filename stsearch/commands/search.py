@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from ..cli import command, non_negative_float, positive_int
+from .registry import command, non_negative_float, positive_int
 from .plugin_args import add_plugin_arg, import_cli_plugins
 
 
@@ -217,10 +217,10 @@ def worker(args: argparse.Namespace) -> int:
 @command("status", _status_args)
 def status(args: argparse.Namespace) -> int:
     """Trials of a study, its front so far and an ETA (--watch for a live view)."""
-    from ..search.run import SearchRun
+    from ..search.study import StudyView  # reading a study needs neither its model nor torch
 
     import_cli_plugins(args)
-    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    run = StudyView.open(args.name, storage=args.storage, results_dir=args.results_dir)
     while True:
         text = status_text(run, last=args.last)
         if args.watch:
@@ -239,7 +239,8 @@ def status_text(run: Any, last: int = 15) -> str:
 
     counts = run.counts()
     df = trials_frame(run.study)
-    lines = [f"study {run.name} ({run.space.model} on {run.space.dataset}): {counts['trained']}/{run.target} trained, "
+    space = run.study.user_attrs.get("space") or {}
+    lines = [f"study {run.name} ({space.get('model')} on {space.get('dataset')}): {counts['trained']}/{run.target} trained, "
              f"{counts['running']} running, {counts['waiting']} waiting, {counts['infeasible']} infeasible skipped, "
              f"{counts['interrupted']} interrupted"]
     trained = df[df["status"].isin(["completed", "pruned", "failed"])] if len(df) else df

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli import command
+from .registry import command
 from .plugin_args import add_plugin_arg, import_cli_plugins
 
 _TRAIN_FLAGS = {  # CLI flag -> TrainConfig key
