@@ -40,3 +40,10 @@ def test_status_names_the_model_and_dataset_from_the_stored_space(study, capsys)
 
     assert main(["status", "light", "--results-dir", str(study)]) == 0
     assert "study light (resnet8_digits on digits): 8/8 trained" in capsys.readouterr().out
+
+
+def test_the_study_names_its_objectives_for_optuna_tools(study):
+    import optuna
+
+    loaded = optuna.load_study(study_name="light", storage=f"sqlite:///{study / 'light' / 'study.db'}")
+    assert loaded.metric_names == ["accuracy", "compression"]  # optuna-dashboard shows these, not "Objective 0"

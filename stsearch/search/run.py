@@ -277,6 +277,9 @@ class SearchRun:
         }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
+        with warnings.catch_warnings():  # experimental in Optuna; it is what optuna-dashboard labels axes with
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.name for o in space.objectives])
         baselines = list(zip(baseline_labels(space.baselines), space.baseline_params()))
         for label, params in baselines[:target]:
             study.enqueue_trial(params, user_attrs={"baseline": label})
