@@ -64,7 +64,7 @@ def _worker(name: str, storage: str, results: str, out: str, seed: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     from stsearch.search.run import SearchRun
 
-    run = SearchRun.open(name, storage=storage, results_dir=results)
+    run = SearchRun.open(name, storage=storage, results_dir=results, per_process_seed=True)  # as stsearch worker
     rng = random.Random(seed)
     claims: list[tuple[float, float]] = []  # (start time, seconds)
     run.start_heartbeat()

@@ -104,3 +104,22 @@ def test_the_surviving_worker_requeues_a_frozen_workers_trial_and_finishes_the_s
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == frozen]
     assert len(retry) == 1 and retry[0].user_attrs["status"] == "completed"
     assert len(set(_plan_keys(study))) == len(_plan_keys(study)) == 3
+
+
+def test_workers_seed_their_samplers_apart(tmp_path):
+    """``stsearch worker`` mixes its process id into the study's sampler seed: two workers starting
+    together draw different plans at once, instead of one replacing its twin of the other's."""
+    import sys
+
+    journal = f"journal:{tmp_path / 'study.log'}"
+    space = SearchSpace.load(_no_baselines(tmp_path))
+    SearchRun.create(space, name="apart", storage=journal, results_dir=tmp_path / "results", trials=4)
+    code = ("import json, sys; from stsearch.search.run import SearchRun; "
+            "r = SearchRun.open('apart', storage=sys.argv[1], results_dir=sys.argv[2], per_process_seed=True); "
+            "print(json.dumps(r.claim().spec.plan, sort_keys=True))")
+    outs = [subprocess.run([sys.executable, "-c", code, journal, str(tmp_path / "results")], capture_output=True,
+                           text=True, timeout=120) for _ in range(2)]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
+    assert outs[0].stdout != outs[1].stdout
+    study = optuna.load_study(study_name="apart", storage=open_storage(journal))
+    assert not [t for t in study.trials if t.user_attrs.get("status") == "duplicate"]

@@ -201,7 +201,7 @@ def worker(args: argparse.Namespace) -> int:
     from ..search.run import SearchRun
 
     import_cli_plugins(args)
-    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir)
+    run = SearchRun.open(args.name, storage=args.storage, results_dir=args.results_dir, per_process_seed=True)
     _check_data(run.space, trains_here=True)
     run.reconcile(balance=False)
     try:

@@ -289,14 +289,22 @@ class SearchRun:
         return study
 
     @classmethod
-    def open(cls, name: str, *, storage: str | None = None, results_dir: str | Path = "results") -> "SearchRun":
-        """An existing study (its space comes from the study itself)."""
+    def open(cls, name: str, *, storage: str | None = None, results_dir: str | Path = "results",
+             per_process_seed: bool = False) -> "SearchRun":
+        """An existing study (its space comes from the study itself). ``per_process_seed``: the sampler's
+        seed is the space's mixed with this process's owner id, so that workers starting together draw
+        different configurations instead of replacing each other's duplicates (no run is reproducible
+        when several processes share a study anyway)."""
         from ..space import SearchSpace
 
         found = open_existing(name, storage=storage, results_dir=results_dir)
         space = SearchSpace.from_dict(found.probe.user_attrs["space"])
-        study = optuna.load_study(study_name=name, storage=found.store,
-                                  sampler=cls._sampler(space, space.sampler.get("seed")))
+        seed = space.sampler.get("seed")
+        if per_process_seed:
+            import zlib
+
+            seed = (zlib.crc32(owner_id().encode()) + (seed or 0)) % 2**32
+        study = optuna.load_study(study_name=name, storage=found.store, sampler=cls._sampler(space, seed))
         return cls(study, space, results_dir=found.results_dir, storage_url=found.url)
 
     @staticmethod
