@@ -14,6 +14,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..metrics import MetricTable
+
 __all__ = [
     "OBJECTIVE_ATTRS",
     "DEFAULT_DIRECTIONS",
@@ -27,22 +29,10 @@ __all__ = [
 ]
 
 #: Objective name -> the trial user attr that holds the same measure.
-OBJECTIVE_ATTRS: dict[str, str] = {
-    "accuracy": "val_acc",
-    "compression": "compression",
-    "macs": "macs",
-    "latency_ms": "latency_ms",
-    "params": "params",
-}
+OBJECTIVE_ATTRS: Mapping[str, str] = MetricTable(lambda m: m.key)
 
 #: Natural direction of each known objective.
-DEFAULT_DIRECTIONS: dict[str, str] = {
-    "accuracy": "maximize",
-    "compression": "maximize",
-    "macs": "minimize",
-    "latency_ms": "minimize",
-    "params": "minimize",
-}
+DEFAULT_DIRECTIONS: Mapping[str, str] = MetricTable(lambda m: m.direction)
 
 #: Scalar user attrs of the data contract: always present as columns (NaN/None when a trial lacks them).
 ATTR_COLUMNS: tuple[str, ...] = (

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..metrics import Metric, MetricTable, get_metric
 from .frame import DEFAULT_DIRECTIONS, Objectives, normalize_objectives, trials_frame
 
 __all__ = [
@@ -169,6 +170,13 @@ def hypervolume(points: Any, directions: Sequence[Any], reference: Sequence[floa
     return _hv_min(pts[nondominated_mask(pts)], ref)
 
 
+def _metric_or_none(name: str) -> Metric | None:
+    try:
+        return get_metric(name)
+    except ValueError:
+        return None
+
+
 def default_reference(df: pd.DataFrame, objectives: Iterable[Any] | None = None) -> list[float]:
     """The reference point used when none is given, one value per objective:
 
@@ -185,11 +193,9 @@ def default_reference(df: pd.DataFrame, objectives: Iterable[Any] | None = None)
     elig = df[eligible_mask(df, objs)] if not df.empty else df
     ref: list[float] = []
     for name, direction in objs:
-        if direction == "maximize" and name == "accuracy":
-            ref.append(0.0)
-            continue
-        if direction == "maximize" and name == "compression":
-            ref.append(1.0)
+        metric = _metric_or_none(name)
+        if metric is not None and metric.reference is not None and direction == metric.direction:
+            ref.append(float(metric.reference))  # accuracy 0, compression 1 (the dense network)
             continue
         vals = pd.to_numeric(elig[name], errors="coerce").to_numpy(float) if name in elig else np.array([])
         vals = vals[np.isfinite(vals)]
@@ -243,7 +249,7 @@ def hypervolume_history(
 
 
 #: Objectives that are ratios or counts spanning decades: the knee is found on their logarithm.
-LOG_OBJECTIVES: tuple[str, ...] = ("compression", "macs", "params")
+LOG_OBJECTIVES: Mapping[str, bool] = MetricTable(lambda m: True, where=lambda m: m.log)
 
 
 def knee_point(

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
+from ..metrics import MetricTable
 from .frame import Objectives
 from .pareto import default_reference, eligible_mask, hypervolume, knee_point, pareto_front, resolve_objectives
 
@@ -41,14 +42,8 @@ FAMILY_STYLE: dict[str, tuple[str, str, bool]] = {
 _UNKNOWN_STYLE = ("#8c564b", "v", True)
 _FAMILY_ORDER = list(FAMILY_STYLE)
 
-_LABELS = {
-    "accuracy": "Top-1 validation accuracy (%)",
-    "compression": "Compression factor (dense params / params, log scale)",
-    "macs": "MACs per sample (log scale)",
-    "params": "Parameters (log scale)",
-    "latency_ms": "Latency (ms)",
-}
-_LOG = {"compression", "macs", "params"}
+_LABELS = MetricTable(lambda m: m.axis_label)  # live views of stsearch.metrics
+_LOG = MetricTable(lambda m: True, where=lambda m: m.log)
 _DPI = 150
 
 

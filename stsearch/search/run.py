@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .. import __version__
 from ..fence import Fence, claim_folder, new_token, touch
+from ..metrics import MetricTable, get_metric
 from .study import TRAINED, count_trials, creator_alive, open_existing, pid_alive as _pid_alive
 from .study import remove_stale_side_files as _remove_stale_side_files
 from ..trial import TrialSpec, jsonable, plan_family
@@ -45,7 +46,8 @@ from .storage import (check_study_name, default_storage_url, describe_storage, m
 
 __all__ = ["SearchRun", "Claim", "TRAINED", "METRIC_OF", "constraints_func"]
 
-METRIC_OF = {"accuracy": "val_acc", "compression": "compression", "macs": "macs", "latency_ms": "latency_ms", "params": "params"}
+#: Objective name -> the key of its value in a trial's metrics (a live view of :mod:`stsearch.metrics`).
+METRIC_OF = MetricTable(lambda m: m.key)
 SCALAR_ATTRS = (
     "status", "reason", "val_acc", "val_top5", "val_loss", "budget_fraction", "full_budget", "epochs_done",
     "steps_done", "params", "dense_params", "compression", "macs", "dense_macs", "family", "device", "amp",
@@ -614,6 +616,10 @@ class SearchRun:
                 trial.set_user_attr(key, jsonable(metrics[key]))
         if metrics.get("history") is not None:
             trial.set_user_attr("history", jsonable(metrics["history"]))
+        for o in self.space.objectives:  # a user metric's value, where the frame and the front read it
+            key = get_metric(o.name).key
+            if key not in SCALAR_ATTRS and (value := (metrics.get("trainer_metrics") or {}).get(key)) is not None:
+                trial.set_user_attr(key, jsonable(value))
         trial.set_user_attr("constraints", self.space.constraint_values(metrics))
         if status == "failed":
             frozen = self.study.tell(trial, state=TrialState.FAIL)
@@ -624,7 +630,10 @@ class SearchRun:
         return frozen
 
     def _value(self, objective: Any, metrics: Mapping[str, Any], *, infeasible: bool = False) -> float:
-        value = metrics.get(METRIC_OF[objective.name])
+        key = get_metric(objective.name).key
+        value = metrics.get(key)
+        if value is None:  # a metric the user's trainer returned (stsearch.metrics.register_metric)
+            value = (metrics.get("trainer_metrics") or {}).get(key)
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             # Not measured (an infeasible configuration, or no latency): the worst value of its direction.
             return 0.0 if objective.direction == "maximize" else float("inf")

@@ -71,6 +71,7 @@ import yaml
 
 from ..compress import LayerGeometry, layer_geometries
 from ..layers.costs import FORWARD_MODES
+from ..metrics import MetricTable
 from ..plan import DENSE, LayerPlan, NetworkPlan
 from ..plugins import UserCodeError
 from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES, mode_is_reduced
@@ -87,15 +88,9 @@ __all__ = [
 ]
 
 #: Objective / constraint metric -> its natural direction.
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "maximize",
-    "compression": "maximize",
-    "macs": "minimize",
-    "latency_ms": "minimize",
-    "params": "minimize",
-}
+OBJECTIVES: Mapping[str, str] = MetricTable(lambda m: m.direction)  # live views of stsearch.metrics
 #: Metrics known from shapes alone (before training).
-ANALYTIC_METRICS = ("compression", "macs", "params")
+ANALYTIC_METRICS: Mapping[str, bool] = MetricTable(lambda m: True, where=lambda m: m.analytic)
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
             "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms",

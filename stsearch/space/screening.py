@@ -42,6 +42,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from ..metrics import MetricTable
 from ..plan import NetworkPlan
 from ..tensors.spec import BASE_FAMILY, ST_FAMILIES
 from .schema import RankSpec
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: Objectives whose value is known from the plan alone (besides ``accuracy``, which is learnt).
-ANALYTIC_OBJECTIVES = ("compression", "params", "macs")
+ANALYTIC_OBJECTIVES = MetricTable(lambda m: True, where=lambda m: m.analytic)  # live view of stsearch.metrics
 
 
 @dataclass(frozen=True)
