@@ -81,8 +81,19 @@ def test_create_optimize_results_export_open(tmp_path: Path) -> None:
         stsearch.Search.create(_space(), name="api", results_dir=results)  # as 'stsearch search --name api'
 
 
+@pytest.fixture
+def model_registry():
+    """The model registry as it was: a callable registered in-process must not leak into other tests."""
+    from stsearch.models import registry
+
+    before = dict(registry._REGISTRY)  # noqa: SLF001
+    yield
+    registry._REGISTRY.clear()  # noqa: SLF001
+    registry._REGISTRY.update(before)  # noqa: SLF001
+
+
 @pytest.mark.slow
-def test_main_callable_model_local_only(tmp_path: Path) -> None:
+def test_main_callable_model_local_only(tmp_path: Path, model_registry) -> None:
     def make(num_classes: int = 10) -> nn.Module:  # not importable: registered in this process
         return _Tiny(num_classes)
 
