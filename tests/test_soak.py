@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from optuna.trial import TrialState
 from stsearch.search.run import SearchRun
 from stsearch.space import SearchSpace
 
+from .ray_cluster import wait_for as _wait
 from .test_search import _assert_exactly, _cli, _env, _postgres_url
 
 SOAK_SPACE = """
@@ -39,15 +39,6 @@ TRIALS, WORKERS = 60, 8
 
 def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == "completed"]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.mark.postgres

@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from .. import __version__
 from ..fence import Fence, claim_folder, new_token, touch
 from ..metrics import MetricTable, get_metric
-from .study import TRAINED, count_trials, creator_alive, open_existing, pid_alive as _pid_alive
+from .study import TRAINED, StudyView, creator_alive, open_existing, pid_alive as _pid_alive
 from .study import remove_stale_side_files as _remove_stale_side_files
 from ..trial import TrialSpec, jsonable, plan_family
 from .storage import (check_study_name, default_storage_url, describe_storage, make_folder, open_storage, sqlite_file,
@@ -139,31 +139,17 @@ def _aside_file(db: Path) -> Path:
 
 
 
-class SearchRun:
+class SearchRun(StudyView):
     """A study plus its search space, results folder and target number of trained trials."""
 
     def __init__(self, study: optuna.Study, space: Any, *, results_dir: Path, storage_url: str) -> None:
-        self.study = study
+        super().__init__(study, results_dir=results_dir, storage_url=storage_url)
         self.space = space
-        self.results_dir = Path(results_dir)
-        self.storage_url = storage_url
         self.owner = owner_id()
         self._heartbeat: _Heartbeat | None = None
         self._frame_written = -math.inf  # time.monotonic() of this object's last write_frame
 
     # ------------------------------------------------------------ creation
-    @property
-    def name(self) -> str:
-        return self.study.study_name
-
-    @property
-    def folder(self) -> Path:
-        return self.results_dir / self.name
-
-    @property
-    def target(self) -> int:
-        return int(self.study.user_attrs["target_trials"])
-
     @classmethod
     def create(
         cls,
@@ -316,9 +302,6 @@ class SearchRun:
         return make_sampler(space.sampler, seed=seed, constraints_func=constraints_func, space=space)
 
     # -------------------------------------------------------------- counts
-    def trials(self) -> list[FrozenTrial]:
-        return self.study.get_trials(deepcopy=False)
-
     def write_frame(self, every: float = 0.0) -> None:
         """Refresh ``trials.csv``/``trials.parquet`` in the study's folder from the study, unless
         this object wrote them less than ``every`` seconds ago."""
@@ -328,10 +311,6 @@ class SearchRun:
             return
         save_frame(trials_frame(self.study), self.folder)
         self._frame_written = time.monotonic()
-
-    def counts(self) -> dict[str, int]:
-        """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
-        return count_trials(self.trials())
 
     # ------------------------------------------------------------- resume
     def reconcile(self, *, all_running_stale: bool = False, balance: bool = True, target: int | None = None) -> dict[str, int]:

@@ -170,4 +170,5 @@ class StudyView:
         return self.study.get_trials(deepcopy=False)
 
     def counts(self) -> dict[str, int]:
+        """Trials by status: trained, running, waiting, infeasible, interrupted, cancelled."""
         return count_trials(self.trials())
