@@ -154,7 +154,11 @@ def test_a_trial_process_whose_controller_stops_beating_ends_itself_without_writ
     start = time.time()
     out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=120)
     ended = time.time()
-    assert out.returncode == 75, out.stderr[-3000:]
-    assert "stops: the controller of trial folder" in out.stderr and "stopped beating" in out.stderr
+    # the watcher ends the process (exit 75); on a loaded machine the start-up alone may outlast the limit,
+    # and then the first write's own check refuses it (StaleAttempt): either way it stops without writing
+    assert out.returncode in (75, 1), out.stderr[-3000:]
+    assert ("stops: the controller of trial folder" in out.stderr if out.returncode == 75
+            else "StaleAttempt: attempt" in out.stderr), out.stderr[-3000:]
+    assert "stopped beating" in out.stderr
     assert claim.stale_after == 3 and ended - start < 30  # 500 epochs would take minutes
     assert not (claim.workdir / "metrics.json").exists() and not (claim.workdir / "model.safetensors").exists()
