@@ -258,6 +258,19 @@ def _postgres_url() -> str | None:
     return url
 
 
+def run_workers(argv: list[str], n: int, env: dict[str, str], cwd: Path | None = None) -> list[subprocess.Popen]:
+    """Run ``n`` copies of the worker command ``argv`` at once until they exit; each must exit 0."""
+    procs = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    return procs
+
+
 @pytest.mark.postgres
 def test_three_workers_on_postgresql_train_exactly_n_trials(tmp_path):
     url = _postgres_url()
@@ -268,14 +281,8 @@ def test_three_workers_on_postgresql_train_exactly_n_trials(tmp_path):
     space = SearchSpace.load(_space(tmp_path))
     SearchRun.create(space, name=name, storage=url, results_dir=results, trials=7)
     env = _env(tmp_path)
-    procs = [subprocess.Popen(_cli("worker", "--name", name, "--storage", url, "--results-dir", str(results), "--num-threads", "1"),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    run_workers(_cli("worker", "--name", name, "--storage", url, "--results-dir", str(results), "--num-threads", "1"),
+                3, env)
     study = optuna.load_study(study_name=name, storage=url)
     _assert_exactly(study, 7)
     owners = {t.user_attrs["owner"] for t in study.trials if t.user_attrs.get("status") == "completed"}

@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from .test_search import _env, _postgres_url
+from .test_search import _env, _postgres_url, run_workers
 from .test_user_models import USER_MODULE
 
 TRAINER = '''
@@ -135,14 +135,7 @@ def test_user_model_and_trainer_on_two_postgresql_workers(tmp_path):
     elsewhere = tmp_path / "workers"  # the workers run where the user's module is not: the study says where it is
     elsewhere.mkdir()
     args = [sys.executable, "-m", "stsearch", "worker", "--name", name, "--storage", url, "--num-threads", "1"]
-    procs = [subprocess.Popen(args, cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    procs = run_workers(args, 2, env, cwd=elsewhere)
     study = optuna.load_study(study_name=name, storage=url)
     pids = _check_trained_by_the_user_loop(study, 4)
     assert pids <= {p.pid for p in procs} and len(pids) == 2, "both workers trained with the user's loop"
