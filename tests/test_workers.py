@@ -114,11 +114,12 @@ def test_workers_seed_their_samplers_apart(tmp_path):
     journal = f"journal:{tmp_path / 'study.log'}"
     space = SearchSpace.load(_no_baselines(tmp_path))
     SearchRun.create(space, name="apart", storage=journal, results_dir=tmp_path / "results", trials=4)
-    code = ("import json, sys; from stsearch.search.run import SearchRun; "
-            "r = SearchRun.open('apart', storage=sys.argv[1], results_dir=sys.argv[2], per_process_seed=True); "
+    # The owner ids are fixed (normally host:pid) so that the draws, and the test, are deterministic.
+    code = ("import json, sys; from stsearch.search import run; run.owner_id = lambda: sys.argv[3]; "
+            "r = run.SearchRun.open('apart', storage=sys.argv[1], results_dir=sys.argv[2], per_process_seed=True); "
             "print(json.dumps(r.claim().spec.plan, sort_keys=True))")
-    outs = [subprocess.run([sys.executable, "-c", code, journal, str(tmp_path / "results")], capture_output=True,
-                           text=True, timeout=120) for _ in range(2)]
+    outs = [subprocess.run([sys.executable, "-c", code, journal, str(tmp_path / "results"), f"node:{pid}"],
+                           capture_output=True, text=True, timeout=120) for pid in (101, 102)]
     assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
     assert outs[0].stdout != outs[1].stdout
     study = optuna.load_study(study_name="apart", storage=open_storage(journal))
