@@ -8,9 +8,10 @@
 >>> stsearch.Search.open("demo")     # stsearch resume / status / ... of an existing study
 
 Errors are the CLI's one-line messages, raised (``ValueError``, ``FileNotFoundError``), never ``SystemExit``.
-A ``model`` given as a Python callable is turned into its ``package.module:callable`` import path when it
-has one; one defined in ``__main__`` (or inside a function) is registered in this process only, so it
-works with ``dispatch="local"`` and is refused for Ray and workers.
+A ``model``, ``dataset`` or ``trainer`` given as a Python callable is turned into its
+``package.module:callable`` import path when it has one; one defined in ``__main__`` (or inside a
+function) is registered in this process only, so it works with ``dispatch="local"`` and is refused for
+Ray and workers. A ``dataset`` may also be a ``(train_dataset, val_dataset)`` pair (this process only).
 """
 
 from __future__ import annotations
@@ -72,6 +73,50 @@ def _register_local_model(fn: Callable[..., Any], data: Mapping[str, Any]) -> st
     return name
 
 
+def _register_local_dataset(obj: Any) -> str:
+    """Register a loader (or a ``(train, val)`` pair) as a dataset of this process (``__main__.<qualname>``)."""
+    from .data import register_dataset
+    from .data.user import _REGISTRY
+
+    if isinstance(obj, (tuple, list)):
+        pair = tuple(obj)
+        name = f"__main__.datasets_{id(pair[0]):x}"
+
+        def loader() -> tuple[Any, Any]:
+            return pair[0], pair[1]
+    else:
+        name, loader = _local_name(obj), obj
+    _REGISTRY.pop(name, None)  # a notebook cell run again redefines it
+    register_dataset(name)(loader)
+    return name
+
+
+def _register_local_trainer(fn: Callable[..., Any]) -> str:
+    from .train.custom import _TRAINERS, register_trainer
+
+    name = _local_name(fn)
+    _TRAINERS.pop(name, None)
+    register_trainer(name)(fn)
+    return name
+
+
+def _user_objects(data: dict[str, Any], local: list[str]) -> None:
+    """Replace a callable ``model`` / ``trainer`` / ``dataset`` (or a dataset pair) of ``data`` by a reference."""
+    for key in ("dataset", "model", "trainer"):  # the dataset first: a local model reads its classes from it
+        obj = data.get(key)
+        pair = key == "dataset" and isinstance(obj, (tuple, list)) and len(obj) == 2
+        if not (callable(obj) or pair):
+            continue
+        path = None if pair else _import_path(obj)
+        if path is None:
+            register = {"model": lambda o: _register_local_model(o, data), "dataset": _register_local_dataset,
+                        "trainer": _register_local_trainer}[key]
+            data[key] = register(obj)
+            local.append(f"{key} {data[key]}")
+        else:
+            data[key] = path  # its folder goes to python_path (record_roots)
+
+
 def _space_from(space: Any, *, data_dir: str | None, epochs: float | None, plugins: list[str]) -> tuple[Any, list[str]]:
     """A :class:`SearchSpace` from a space, a dict, a path or a name; and the in-process-only names."""
     from .plugins import import_plugins
@@ -84,14 +129,7 @@ def _space_from(space: Any, *, data_dir: str | None, epochs: float | None, plugi
         data, source = space.to_dict(), space.source
     elif isinstance(space, Mapping):
         data, source = dict(space), None
-        model = data.get("model")
-        if callable(model):
-            path = _import_path(model)
-            if path is None:
-                data["model"] = _register_local_model(model, data)
-                local.append(data["model"])
-            else:
-                data["model"] = path  # its folder goes to python_path (record_roots)
+        _user_objects(data, local)
     else:
         loaded = load_space(space)
         data, source = loaded.to_dict(), loaded.source
@@ -100,6 +138,8 @@ def _space_from(space: Any, *, data_dir: str | None, epochs: float | None, plugi
         data["plugins"] = list(dict.fromkeys([*([have] if isinstance(have, str) else have), *plugins]))
     if data_dir is not None:
         data["data_dir"] = data_dir
+        if "dataset_info" not in (getattr(space, "raw", None) or (space if isinstance(space, Mapping) else {})):
+            data.pop("dataset_info", None)  # read from the new folder
     if epochs is not None:
         data["train"] = {**data.get("train", {}), "epochs": epochs}
     return SearchSpace.from_dict(data, source=source), local
@@ -107,7 +147,7 @@ def _space_from(space: Any, *, data_dir: str | None, epochs: float | None, plugi
 
 def _refuse_local(local: list[str], dispatch: str, workers: bool = False) -> None:
     if local and (dispatch != "local" or workers):
-        raise ValueError(f"model {local[0]} is a Python callable defined in __main__; Ray trials and workers "
+        raise ValueError(f"{local[0]} is a Python callable defined in __main__; Ray trials and workers "
                          f"import it by reference: move it to a module and pass 'package.module:callable'")
 
 

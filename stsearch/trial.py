@@ -51,6 +51,8 @@ class TrialSpec:
     python_path: list[str] = field(default_factory=list)  # folders put on sys.path first (user code)
     transforms: dict[str, Any] | None = None  # image transforms of an imagefolder: dataset
     trainer: str | None = None  # user trainer (package.module:callable or registered name); None: built-in
+    num_classes: int | None = None  # the dataset's, recorded so that loading a trial needs no data
+    input_shape: list[int] | None = None  # shape of one sample, recorded likewise
 
     def __post_init__(self) -> None:
         if self.init not in INIT_MODES:
@@ -182,7 +184,11 @@ def _run_trial(spec: TrialSpec, workdir: str | Path | None, epoch_callback: Any,
     start = time.perf_counter()
     spec.import_user_code()  # a plugin may register the dataset or the model
     cfg = spec.train_config()
-    train_ds, val_ds, info = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms)
+    train_ds, val_ds, info = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms,
+                                          paths=spec.python_path)
+    if spec.num_classes is not None and spec.num_classes != info.num_classes:
+        raise ValueError(f"dataset {spec.dataset!r} has {info.num_classes} classes here, but the study recorded "
+                         f"{spec.num_classes}: its data changed since; point data_dir at the study's data")
     seed_everything(cfg.seed)  # the factors' random init is part of the trial's seed
     model, dense = build_model(spec, num_classes=info.num_classes)
     analytic = summarize(meta_model(spec.model, spec.model_kwargs, num_classes=info.num_classes,

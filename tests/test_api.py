@@ -129,3 +129,48 @@ def test_bad_dispatch_and_space(tmp_path: Path) -> None:
         stsearch.Search.create(_space(), results_dir=tmp_path, dispatch="slurm")
     with pytest.raises(FileNotFoundError, match="no search space 'nope'"):
         stsearch.Search.create("nope", results_dir=tmp_path)
+
+
+def blob_loader() -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """A module-level dataset loader: importable as tests.test_api:blob_loader (3 classes, 1x8x8)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(90) % 3
+    x = torch.randn(90, 1, 8, 8, generator=g) * 0.2 + y.view(-1, 1, 1, 1)
+    ds = torch.utils.data.TensorDataset(x, y)
+    return torch.utils.data.Subset(ds, range(60)), torch.utils.data.Subset(ds, range(60, 90))
+
+
+@pytest.fixture
+def user_registries():
+    """The dataset and trainer registries as they were (in-process registrations must not leak)."""
+    from stsearch.data import user
+    from stsearch.train import custom
+
+    before = dict(user._REGISTRY), dict(custom._TRAINERS)  # noqa: SLF001
+    yield
+    for table, saved in zip((user._REGISTRY, custom._TRAINERS), before):  # noqa: SLF001
+        table.clear()
+        table.update(saved)
+
+
+def test_dataset_and_trainer_callables(tmp_path: Path, model_registry, user_registries) -> None:
+    """A module-level loader becomes its import path; a (train, val) pair and a trainer defined here are
+    registered in this process: they train locally and are refused for Ray."""
+    calls: list[int] = []
+
+    def fit(model: nn.Module, train_ds, val_ds, context) -> dict:
+        calls.append(len(train_ds))
+        return {"accuracy": 0.5}
+
+    space = {**_space(tiny_model, match="conv*", trials=1), "dataset": blob_loader}
+    run = stsearch.Search.create(space, name="loader", results_dir=tmp_path / "results", dispatch="ray")
+    assert run.space.dataset == "tests.test_api:blob_loader" and run.space.num_classes == 3
+
+    pair = blob_loader()
+    space = {**_space(tiny_model, match="conv*", trials=1), "dataset": pair, "trainer": fit}
+    with pytest.raises(ValueError, match=r"^dataset __main__\.datasets_\w+ is a Python callable defined in __main__"):
+        stsearch.Search.create(space, name="pair", results_dir=tmp_path / "results", dispatch="ray")
+    run = stsearch.Search.create(space, name="pair", results_dir=tmp_path / "results")
+    assert run.space.num_classes == 3 and run.space.trainer.endswith("test_dataset_and_trainer_callables._locals_.fit")
+    run.optimize(progress=False)
+    assert run.counts()["trained"] == 1 and calls == [60]

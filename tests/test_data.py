@@ -21,7 +21,7 @@ from stsearch.data.base import stratified_split, subsample
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["digits", "mnist5k", "cifar10", "cifar100", "synthetic", "imagefolder"]
+    assert list_datasets() == ["digits", "mnist5k", "cifar10", "cifar100", "synthetic", "imagefolder", "torchvision"]
 
 
 def test_digits_shapes_and_sizes() -> None:
@@ -102,7 +102,7 @@ def test_stratified_split_partitions() -> None:
 
 
 def test_unknown_dataset() -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; known: digits, mnist5k, cifar10") as err:
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; give a built-in name \\(digits, mnist5k, cifar10") as err:
         load_dataset("imagenet")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="unknown dataset"):

@@ -213,11 +213,12 @@ def test_space_num_classes_of_synthetic_and_matching_value_load(tmp_path):
         load_space(write_space(tmp_path, model_kwargs={"num_classes": 3}, dataset="synthetic:1x8x8"))
 
 
-def test_dataset_class_table_matches_digits():
-    from stsearch.data import load_dataset
-    from stsearch.space.schema import _dataset_classes
+def test_dataset_meta_table_matches_the_loaded_data():
+    from stsearch.data import dataset_meta, load_dataset
 
-    assert _dataset_classes("digits") == load_dataset("digits", limit=8)[2].num_classes
+    for name in ("digits", "mnist5k", "synthetic:3x8x8:5:40"):
+        info = load_dataset(name, limit=8)[2]
+        assert dataset_meta(name) == (info.num_classes, info.input_shape), name
 
 
 def test_space_model_build_runtime_error_is_a_file_line_error(tmp_path):

@@ -237,7 +237,7 @@ BAD = [
     ("top-level key", ("trials: 3", "trials: 3\nbogus: 1"), 21, r"bogus: unknown key 'bogus'; allowed: name, model"),
     ("group key", ("    t: [2]", "    t: [2]\n    rnak: 4"), 9, r"layers\[0\]\.rnak: unknown key 'rnak'"),
     ("model", ("model: resnet8_digits", "model: resnet9"), 2, r"model: unknown model 'resnet9'; known: .*resnet20"),
-    ("dataset", ("dataset: digits", "dataset: imagenet"), 3, r"dataset: unknown dataset 'imagenet'; known: digits"),
+    ("dataset", ("dataset: digits", "dataset: imagenet"), 3, r"dataset: unknown dataset 'imagenet'; give a built-in name \(digits"),
     ("family", ("families: [tt, stt]", "families: [tt, sst]"), 6, r"layers\[0\]\.families: unknown family 'sst'"),
     ("empty families", ("families: [tt, stt]", "families: []"), 6, r"layers\[0\]\.families: .*non-empty"),
     ("objective", ("{name: compression}", "{name: flops}"), 11, r"objectives\[1\]\.name: unknown objective 'flops'"),

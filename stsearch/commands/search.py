@@ -82,6 +82,8 @@ def _load_space(args: argparse.Namespace) -> Any:
     data["plugins"] = list(dict.fromkeys([*space.plugins, *plugins]))  # recorded in the study
     if args.data_dir is not None:
         data["data_dir"] = args.data_dir
+        if "dataset_info" not in space.raw:  # read from the new folder
+            data.pop("dataset_info", None)
     if args.epochs is not None:
         data["train"] = {**data.get("train", {}), "epochs": args.epochs}
     return SearchSpace.from_dict(data, source=space.source)
@@ -93,7 +95,7 @@ def _check_data(space: Any, trains_here: bool = False) -> None:
     from ..data import load_dataset
     from ..train.trainer import resolve_device
 
-    load_dataset(space.dataset, space.data_dir, transforms=space.transforms)
+    load_dataset(space.dataset, space.data_dir, transforms=space.transforms, paths=space.python_path)
     if trains_here:
         try:
             resolve_device(str(space.train.get("device", "auto")))

@@ -119,6 +119,9 @@ def build_spec(args: argparse.Namespace):
     for key in ("model", "dataset", "data_dir", "init", "pretrained"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
+    if space is not None and space.data_meta is not None and args.dataset is None and args.data_dir is None:
+        spec.setdefault("num_classes", int(space.data_meta[0]))  # loading the trial folder then needs no data
+        spec.setdefault("input_shape", [int(v) for v in space.data_meta[1]])
     train = dict(spec.get("train") or {})
     for flag, key in _TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:

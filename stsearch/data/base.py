@@ -8,7 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-__all__ = ["DatasetInfo", "ArrayDataset", "stratified_split", "subsample", "check_split_args"]
+__all__ = ["RESERVED_NAMES", "DatasetInfo", "ArrayDataset", "stratified_split", "subsample", "check_split_args"]
+
+
+#: Dataset names and prefixes stsearch itself resolves (a registered dataset may not take one).
+RESERVED_NAMES = ("digits", "mnist5k", "cifar10", "cifar100", "synthetic", "imagefolder", "torchvision")
 
 
 @dataclass(frozen=True)

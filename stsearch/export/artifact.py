@@ -38,7 +38,8 @@ def finetune(model: nn.Module, spec: TrialSpec, epochs: float) -> dict[str, Any]
     _check_epochs(epochs)
     cfg = dataclasses.replace(spec.train_config(), epochs=float(epochs), max_steps=None, max_seconds=None)
     spec.import_user_code()  # a plugin may register the dataset
-    train_ds, val_ds, _ = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms)
+    train_ds, val_ds, _ = load_dataset(spec.dataset, spec.data_dir, split_seed=0, transforms=spec.transforms,
+                                       paths=spec.python_path)
     teacher = None
     if cfg.distill_alpha > 0 and spec.pretrained:
         from ..trial import dense_model, load_state_dict_file

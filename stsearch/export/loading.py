@@ -19,11 +19,14 @@ EXPORT_FILE = "export.json"
 PROGRAM_FILES = {"program.pt2": "torch.export", "program.ts": "torchscript"}
 
 def dataset_meta(spec: TrialSpec) -> tuple[int, tuple[int, int, int]]:
-    """``(num_classes, input_shape)`` of the trial's data set, without loading CIFAR."""
+    """``(num_classes, input_shape)`` of the trial's data set: as its spec recorded them, else (older
+    trial folders) from the dataset, without loading the sets stsearch knows."""
     from ..data import dataset_meta as meta
 
+    if spec.num_classes is not None and spec.input_shape is not None:
+        return int(spec.num_classes), tuple(spec.input_shape)  # type: ignore[return-value]
     spec.import_user_code()  # a plugin may register the dataset
-    return meta(spec.dataset, spec.data_dir, spec.transforms)
+    return meta(spec.dataset, spec.data_dir, spec.transforms, paths=spec.python_path)  # type: ignore[return-value]
 
 
 def jit_load(path: str | Path) -> nn.Module:

@@ -491,7 +491,7 @@ class SearchRun(StudyView):
             model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
             model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
             plugins=list(self.space.plugins), python_path=list(self.space.python_path),
-            transforms=self.space.transforms, **_training_fields(self.space),
+            transforms=self.space.transforms, **_training_fields(self.space), **_data_fields(self.space),
         )
         attempt = new_token()  # fences the folder: an older attempt of this trial may no longer write
         storage.set_trial_user_attr(trial._trial_id, "attempt", attempt)
@@ -642,6 +642,12 @@ def _training_fields(space: Any) -> dict[str, Any]:
         out["pretrained"] = space.pretrained
         out["init"] = getattr(space, "init", None) or "random"
     return out
+
+
+def _data_fields(space: Any) -> dict[str, Any]:
+    """``num_classes`` / ``input_shape`` of the space's dataset, recorded in each trial (loading needs no data)."""
+    meta = getattr(space, "data_meta", None)
+    return {} if meta is None else {"num_classes": int(meta[0]), "input_shape": [int(v) for v in meta[1]]}
 
 
 class _Heartbeat(threading.Thread):

@@ -10,15 +10,20 @@ Top-level keys (all validated; an unknown key is an error):
                   ``register_model`` / ``register_dataset``); their folders are recorded in ``python_path``
 ``python_path``   folders put on ``sys.path`` before importing user code (filled in from the plugins)
 ``input_shape``   ``[C, H, W]`` of one sample (default: the model registry's, else the dataset's)
-``transforms``    image transforms of an ``imagefolder:PATH`` dataset (:mod:`stsearch.data.imagefolder`)
+``transforms``    image transforms of an ``imagefolder:PATH`` or ``torchvision:NAME`` dataset
+                  (:mod:`stsearch.data.imagefolder`), or passed to a user dataset's loader
+``dataset_info``  ``{num_classes: N, input_shape: [C, H, W]}`` the dataset gives, declared so that it is not
+                  read to find out (stsearch records it in each study: opening one needs no data)
 ``trainer``       ``package.module:callable`` (or a registered name): a user ``fit(model, train_dataset,
                   val_dataset, context) -> dict`` instead of the built-in trainer (:mod:`stsearch.train.custom`)
 ``pretrained``    state dict of the dense model (.pt/.pth/.safetensors), checked against the model
 ``init``          ``random`` (default) | ``decompose`` (needs ``pretrained``)
 ``distill``       ``{alpha, temperature}``: distil from the pretrained dense model (:mod:`stsearch.space.training`)
 ``model_kwargs``  keyword arguments of the model factory, e.g. ``{num_classes: 100}`` (default ``{}``)
-``dataset``       a dataset name, see ``stsearch.data.list_datasets()`` (required)
-``data_dir``      folder of a local dataset copy (CIFAR); ``null`` = give ``--data-dir`` at run time
+``dataset``       a built-in name, ``imagefolder:PATH``, ``torchvision:NAME``, a registered name or an import
+                  path ``package.module:callable`` returning ``(train, val)`` (required; :mod:`stsearch.data`)
+``data_dir``      folder of a local dataset copy (CIFAR, torchvision sets, user loaders); ``null`` = give
+                  ``--data-dir`` at run time
 ``layers``        the searchable layers: a list of groups, in order (later groups override earlier
                   ones on the layers they both match). Group keys:
 
@@ -94,7 +99,7 @@ ANALYTIC_METRICS: Mapping[str, bool] = MetricTable(lambda m: True, where=lambda 
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
             "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms",
-            "trainer", "pretrained", "init", "distill")
+            "trainer", "pretrained", "init", "distill", "dataset_info")
 TIE_MODES = ("per_layer", "uniform")
 GROUP_KEYS = ("match", "types", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
@@ -242,8 +247,10 @@ class SearchSpace:
         source: str | None = None, raw: Mapping[str, Any] | None = None, tie: tuple[str, ...] = TIE_MODES,
         plugins: list[str] | None = None, python_path: list[str] | None = None,
         input_shape: tuple[int, int, int] | None = None, transforms: dict[str, Any] | None = None,
+        dataset_info: tuple[int, tuple[int, ...]] | None = None,
     ) -> None:
         self.transforms = transforms
+        self._dataset_info = dataset_info
         self.trainer: str | None = None  # set by stsearch.space.training.check_training
         self.pretrained: str | None = None
         self.init, self.distill = "random", None
@@ -310,6 +317,8 @@ class SearchSpace:
             "transforms": copy.deepcopy(self.transforms),
             "trainer": self.trainer, "pretrained": self.pretrained, "init": self.init,
             "distill": None if self.distill is None else dict(self.distill),
+            "dataset_info": None if self.data_meta is None else {"num_classes": int(self.data_meta[0]),
+                                                                 "input_shape": [int(v) for v in self.data_meta[1]]},
         }
 
     # -------------------------------------------------------------- layers
@@ -324,14 +333,26 @@ class SearchSpace:
         if shape is not None:
             c, h, w = shape
             return int(self.model_kwargs.get("in_channels", c)), h, w
-        from ..data import dataset_meta
-
-        return tuple(dataset_meta(self.dataset, self.data_dir, self.transforms)[1])  # type: ignore[return-value]
+        if self.data_meta is None:
+            raise _fail(("input_shape",), f"{self.model} needs the input shape, and dataset {self.dataset!r} cannot "
+                                          f"be read without its data folder; set input_shape: [C, H, W] in the "
+                                          f"space, or data_dir: (--data-dir)")
+        return tuple(self.data_meta[1])  # type: ignore[return-value]
 
     @property
     def num_classes(self) -> int | None:
         """Classes the model outputs: ``model_kwargs.num_classes``, else the dataset's (``None`` if unknown)."""
-        return self.model_kwargs.get("num_classes", _dataset_classes(self.dataset))
+        return self.model_kwargs.get("num_classes", None if self.data_meta is None else self.data_meta[0])
+
+    @cached_property
+    def data_meta(self) -> tuple[int, tuple[int, ...]] | None:
+        """``(num_classes, input_shape)`` of the dataset (:func:`stsearch.data.dataset_meta`); ``None`` when it
+        must be read from a data folder that is not given yet (``data_dir: null``, ``--data-dir`` at run time)."""
+        from .user import dataset_meta_of
+
+        if self._dataset_info is not None:
+            return self._dataset_info
+        return dataset_meta_of(self.dataset, self.data_dir, self.transforms, self.python_path)
 
     @cached_property
     def _meta(self) -> Any:
@@ -561,9 +582,8 @@ def _names(v: Any, path: Path_, what: str, example: str) -> tuple[str, ...]:
 
 
 def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
-    from ..data import list_datasets
     from .training import check_training
-    from .user import check_dataset_files, check_input_shape, check_model, check_output, check_plugins, record_roots
+    from .user import check_dataset, check_dataset_info, check_input_shape, check_model, check_output, check_plugins, record_roots
 
     data = _check_keys(data, TOP_KEYS, (), "{model: resnet8_digits, dataset: digits, layers: [...]}")
     plugins, python_path = check_plugins(data)
@@ -572,13 +592,7 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     model_kwargs = data.get("model_kwargs") or {}
     if not isinstance(model_kwargs, Mapping):
         raise _fail(("model_kwargs",), f"expected a mapping, got {model_kwargs!r}; e.g. {{num_classes: 10}}")
-    dataset = data.get("dataset")
-    if dataset is None:
-        raise _fail(("dataset",), f"missing; add dataset: <name>, one of {', '.join(list_datasets())}")
-    if not isinstance(dataset, str) or dataset.split(":", 1)[0].lower() not in list_datasets():
-        raise _fail(("dataset",), f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
-    dataset, transforms = check_dataset_files(dataset, data.get("transforms"))
-    _check_num_classes(model_kwargs, dataset)
+    dataset, transforms, dataset_module = check_dataset(data.get("dataset"), data.get("transforms"), python_path)
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise _fail(("data_dir",), f"expected a folder path or null, got {data_dir!r}; e.g. data_dir: ~/data/cifar10")
@@ -597,8 +611,10 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
         groups=[], objectives=_objectives(data.get("objectives")), constraints=_constraints(data.get("constraints")),
         train=_train(data.get("train")), sampler=_sampler(data.get("sampler")), baselines=[], trials=trials,
         source=source, raw=data, tie=tuple(dict.fromkeys(tie)), plugins=plugins,
-        python_path=record_roots(plugins, model, python_path), input_shape=input_shape, transforms=transforms,
+        python_path=record_roots(plugins, model, python_path, [dataset_module] if dataset_module else []),
+        input_shape=input_shape, transforms=transforms, dataset_info=check_dataset_info(data.get("dataset_info")),
     )
+    _check_num_classes(model_kwargs, space)
     try:
         check_output(space, space._meta)
         check_training(space, data)  # trainer / pretrained / init / distill (stsearch.space.training)
@@ -618,26 +634,16 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     return space
 
 
-def _dataset_classes(dataset: str) -> int | None:
-    """Number of classes of a (validated) dataset name, known without loading it; ``None`` if malformed."""
-    from ..data import dataset_meta
-
-    try:
-        return dataset_meta(dataset)[0]
-    except ValueError:
-        return None
-
-
-def _check_num_classes(model_kwargs: Mapping[str, Any], dataset: str) -> None:
+def _check_num_classes(model_kwargs: Mapping[str, Any], space: SearchSpace) -> None:
     if "num_classes" not in model_kwargs:
         return
-    n, want = model_kwargs["num_classes"], _dataset_classes(dataset)
+    n, want = model_kwargs["num_classes"], None if space.data_meta is None else space.data_meta[0]
     path = ("model_kwargs", "num_classes")
     if not _is_int(n) or n < 1:
         fix = f"use num_classes: {want}" if want is not None else "e.g. num_classes: 10"
         raise _fail(path, f"num_classes must be an int >= 1, got {n!r}; {fix} or leave it out (the dataset sets it)")
     if want is not None and n != want:
-        raise _fail(path, f"num_classes {n} does not match dataset {dataset!r} with {want} classes; "
+        raise _fail(path, f"num_classes {n} does not match dataset {space.dataset!r} with {want} classes; "
                           f"use num_classes: {want} or leave it out (the dataset sets it)")
 
 

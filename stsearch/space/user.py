@@ -17,7 +17,8 @@ from ..plugins import import_plugins, user_roots
 if TYPE_CHECKING:
     from .schema import SearchSpace
 
-__all__ = ["check_plugins", "check_model", "check_input_shape", "record_roots", "check_output"]
+__all__ = ["check_plugins", "check_model", "check_input_shape", "record_roots", "check_output", "check_dataset",
+           "check_dataset_info", "dataset_meta_of"]
 
 
 def _fail(path: tuple[Any, ...], message: str) -> Exception:
@@ -170,28 +171,80 @@ def check_group_layers(group: Any, path: tuple[Any, ...], model: torch.nn.Module
                       f"{list(group.types)}); see 'stsearch layers SPACE' for the layers and their types")
 
 
-def check_dataset_files(dataset: str, transforms: Any) -> tuple[str, dict[str, Any] | None]:
-    """``(dataset, transforms)`` of an ``imagefolder:PATH`` dataset, PATH made absolute (trials may run in
-    another folder), its ``train/`` and ``val/`` folders present and ``transforms`` valid; other datasets
-    are returned as they are (``transforms`` must then be absent)."""
+def check_dataset(raw: Any, transforms: Any, python_path: list[str]) -> tuple[str, dict[str, Any] | None, str | None]:
+    """``(dataset, transforms, module)`` of a space: the reference parsed (an import path imported: ``module``
+    is its module, for ``python_path``), an ``imagefolder:PATH`` made absolute (trials may run in another
+    folder) with its ``train/`` and ``val/`` present, and ``transforms`` valid where they apply."""
     from pathlib import Path
 
+    from ..data import list_datasets, parse_dataset_ref
     from ..data.imagefolder import PREFIX, build_transforms, image_folders
+    from ..plugins import import_object
 
-    if not dataset.startswith(PREFIX):
-        if transforms is not None:
-            raise _fail(("transforms",), f"transforms apply to imagefolder: datasets, not {dataset!r}; remove them")
-        return dataset, None
+    if raw is None:
+        raise _fail(("dataset",), f"missing; add dataset: <name>, one of {', '.join(list_datasets())}")
+    try:
+        ref = parse_dataset_ref(raw)
+    except ValueError as err:
+        raise _fail(("dataset",), str(err)) from None
+    dataset, module = ref.text, None
+    if transforms is not None and ref.kind == "builtin":
+        raise _fail(("transforms",), f"transforms apply to imagefolder:, torchvision: and user datasets, not "
+                                     f"{dataset!r}; remove them")
     if transforms is not None and not isinstance(transforms, Mapping):
         raise _fail(("transforms",), f"expected a mapping, got {transforms!r}; e.g. transforms: {{resize: 32}}")
-    dataset = PREFIX + str(Path(dataset[len(PREFIX):]).expanduser().resolve())
+    if ref.kind == "import":
+        try:
+            loader = import_object(dataset, "dataset", python_path)
+        except ValueError as err:
+            raise _fail(("dataset",), str(err)) from None
+        if not callable(loader):
+            raise _fail(("dataset",), f"dataset {dataset!r} is a {type(loader).__name__}, not a callable; name a "
+                                      f"function returning (train_dataset, val_dataset)")
+        module = dataset.partition(":")[0]
+    if ref.kind == "imagefolder":
+        dataset = PREFIX + str(Path(dataset[len(PREFIX):]).expanduser().resolve())
+        try:
+            image_folders(dataset)
+        except FileNotFoundError as err:
+            raise _fail(("dataset",), str(err)) from None
+    if transforms is not None and ref.kind in ("imagefolder", "torchvision"):
+        try:
+            build_transforms(transforms)
+        except ValueError as err:
+            key = str(err).split(":", 1)[0].split(".", 1)[-1]
+            raise _fail(("transforms", key) if key in transforms else ("transforms",), str(err)) from None
+    return dataset, None if transforms is None else dict(transforms), module
+
+
+def check_dataset_info(raw: Any) -> tuple[int, tuple[int, ...]] | None:
+    """``dataset_info: {num_classes: N, input_shape: [C, H, W]}`` as ``(N, (C, H, W))``, or ``None``."""
+    if raw is None:
+        return None
+
+    def pos(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    shape = raw.get("input_shape") if isinstance(raw, Mapping) else None
+    ok = (isinstance(raw, Mapping) and set(raw) == {"num_classes", "input_shape"} and pos(raw["num_classes"])
+          and isinstance(shape, list) and shape and all(pos(v) for v in shape))
+    if not ok:
+        raise _fail(("dataset_info",), f"expected {{num_classes: N, input_shape: [C, H, W]}} (positive ints), got "
+                                       f"{raw!r}; e.g. dataset_info: {{num_classes: 10, input_shape: [3, 32, 32]}}")
+    return int(raw["num_classes"]), tuple(int(v) for v in shape)
+
+
+def dataset_meta_of(dataset: str, data_dir: str | None, transforms: Mapping[str, Any] | None,
+                    python_path: list[str]) -> tuple[int, tuple[int, ...]] | None:
+    """``(num_classes, input_shape)`` of a checked dataset; ``None`` when its files are missing and no
+    ``data_dir`` is given yet (the run checks them once it has one); other failures fail at ``dataset``."""
+    from ..data import dataset_meta
+
     try:
-        image_folders(dataset)
+        return dataset_meta(dataset, data_dir, transforms, paths=python_path)
     except FileNotFoundError as err:
-        raise _fail(("dataset",), str(err)) from None
-    try:
-        build_transforms(transforms)
-    except ValueError as err:
-        key = str(err).split(":", 1)[0].split(".", 1)[-1]
-        raise _fail(("transforms", key) if key in (transforms or {}) else ("transforms",), str(err)) from None
-    return dataset, None if transforms is None else dict(transforms)
+        if data_dir is None:
+            return None
+        raise _fail(("dataset",), str(err).strip().splitlines()[0]) from None
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise _fail(("dataset",), (str(err).strip().splitlines() or [type(err).__name__])[0]) from None
