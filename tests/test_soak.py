@@ -59,21 +59,25 @@ def test_eight_workers_finish_sixty_trials_while_workers_die_freeze_and_restart(
         return subprocess.Popen(_cli(*args), env=_env(tmp_path), stdout=subprocess.DEVNULL,
                                 stderr=open(logs / f"worker{i}.err", "w"), start_new_session=True)
 
+    def holds_trial(i: int) -> bool:
+        return any(t.state == TrialState.RUNNING and t.user_attrs.get("owner", "").endswith(f":{procs[i].pid}")
+                   and "attempt" in t.user_attrs for t in study.get_trials(deepcopy=False))
+
     procs = [start(i) for i in range(WORKERS)]
     rng = random.Random(7)
     try:
         _wait(lambda: len(_completed(study)) >= rng.randint(8, 14), 300, "the first trials")
+        _wait(lambda: holds_trial(0), 120, "worker 0 to hold a trial")  # a kill between trials leaves none
         os.killpg(procs[0].pid, signal.SIGKILL)  # dies mid-study (pid gone: re-queued at once)
         frozen_at = len(_completed(study))
-        _wait(lambda: any(t.state == TrialState.RUNNING and t.user_attrs.get("owner", "").endswith(f":{procs[1].pid}")
-                          and "attempt" in t.user_attrs for t in study.get_trials(deepcopy=False)),
-              120, "worker 1 to hold a trial")
+        _wait(lambda: holds_trial(1), 120, "worker 1 to hold a trial")
         os.killpg(procs[1].pid, signal.SIGSTOP)  # alive but silent: re-queued once its heartbeat is stale
         _wait(lambda: any(t.user_attrs.get("status") == "interrupted"
                           and t.user_attrs.get("owner", "").endswith(f":{procs[1].pid}") for t in study.trials),
               120, "the frozen worker's trial to be re-queued")
         os.killpg(procs[1].pid, signal.SIGCONT)  # wakes up: its folder belongs to a newer attempt
         _wait(lambda: len(_completed(study)) >= frozen_at + rng.randint(10, 20), 300, "more trials")
+        _wait(lambda: holds_trial(2), 120, "worker 2 to hold a trial")
         os.killpg(procs[2].pid, signal.SIGKILL)
         procs.append(start(WORKERS))  # a restarted worker joins
         for p in procs[1:2] + procs[3:]:

@@ -348,3 +348,23 @@ def test_group_of_only_depthwise_layers_names_them(tmp_path):
     line = one_error_line(cli("search", "--space", str(space), "--results-dir", str(tmp_path / "r"), cwd=tmp_path))
     assert re.search(r"layers\[0\]\.match: .features\.1\.conv\.0\.\*. selects only layers no family can represent: "
                      r"features\.1\.conv\.0\.0 \(depthwise convolution \(groups=32\)", line), line
+
+
+@pytest.mark.slow
+def test_torchvision_model_the_issue_does_not_name(tmp_path):
+    """``torchvision:mobilenet_v2`` (depthwise convolutions, inverted residuals): its widest 1x1 conv and its
+    classifier searched, the best trial exported and loaded."""
+    layers = [{"match": ["features.18.0", "classifier.1"], "families": ["tt", "stt"], "ranks": [4], "t": [2]}]
+    space = write_space(tmp_path, model="torchvision:mobilenet_v2", dataset="synthetic:3x32x32:10:64",
+                        layers=layers, name="mnv2", trials=1,
+                        train={"epochs": 1, "max_steps": 2, "batch_size": 16, "lr": 0.01, "num_threads": 1})
+    results = tmp_path / "results"
+    out = cli("search", "--space", str(space), "--dispatch", "local", "--results-dir", str(results), "--no-progress",
+              cwd=tmp_path)
+    assert out.returncode == 0 and "1/1 trained" in out.stdout, out.stderr
+    exp = cli("export", "mnv2", "--results-dir", str(results), "--out", str(tmp_path / "exp"), cwd=tmp_path)
+    assert exp.returncode == 0, exp.stderr
+    code = (f"import stsearch, torch; m = stsearch.load({str(tmp_path / 'exp')!r}); "
+            f"print(type(m).__name__, tuple(m(torch.zeros(2, 3, 32, 32)).shape))")
+    loaded = python(code, cwd=tmp_path)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "MobileNetV2 (2, 10)", loaded.stderr

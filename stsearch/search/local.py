@@ -37,6 +37,9 @@ def run_local(
     try:
         while max_trials is None or done < max_trials:
             claim = run.claim()
+            if claim is None and run.gated():  # a warm-start study's dense trial trains elsewhere
+                run.wait_for_work(report=report, until=lambda: not run.gated())
+                continue
             if claim is None:
                 if run.wait_for_work(report=report):
                     continue

@@ -89,6 +89,8 @@ def _make_searcher_class():
                 for line in self.run.requeue_stale():
                     print(f"stsearch: {line}", file=sys.stderr)
             claim = self.run.claim()
+            if claim is None and self.run.gated():  # a warm-start study's dense trial trains: ask again later
+                return None
             if claim is None:
                 return Searcher.FINISHED if not self.live else None
             if self.num_threads is not None:

@@ -40,7 +40,9 @@ from ..fence import Fence, claim_folder, new_token, touch
 from ..metrics import MetricTable, get_metric
 from .study import TRAINED, StudyView, creator_alive, open_existing, pid_alive as _pid_alive
 from .study import remove_stale_side_files as _remove_stale_side_files
+from ..plan import NetworkPlan
 from ..trial import TrialSpec, jsonable, plan_family
+from .pretrain import PRETRAIN_ATTR, PretrainState, pretrain_state, pretrain_train_config, wants_pretraining
 from .storage import (check_study_name, default_storage_url, describe_storage, make_folder, open_storage, sqlite_file,
                       study_exists)
 
@@ -269,6 +271,9 @@ class SearchRun(StudyView):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.name for o in space.objectives])
         baselines = list(zip(baseline_labels(space.baselines), space.baseline_params()))
+        if wants_pretraining(space):  # the dense model first: every other trial starts from it
+            study.enqueue_trial({}, user_attrs={"baseline": "dense", PRETRAIN_ATTR: True})
+            target -= 1
         for label, params in baselines[:target]:
             study.enqueue_trial(params, user_attrs={"baseline": label})
         for _ in range(target - min(target, len(baselines))):
@@ -338,9 +343,14 @@ class SearchRun(StudyView):
         for t in self.trials():
             if t.state == TrialState.FAIL and t.user_attrs.get("status") == "interrupted":
                 self._requeue(t, t.user_attrs.get("artifact_dir"), retried)
+        if wants_pretraining(self.space) and (st := pretrain_state(self.trials())).kind == "failed":
+            # resume after the dense training failed: it is tried again, first, as one more trial
+            self.study.enqueue_trial({}, user_attrs={"baseline": "dense", PRETRAIN_ATTR: True, "retry_of": st.number})
+            self.study.set_user_attr("target_trials", self.target + 1)
         counts = self.counts()
         need = max(self.target - counts["trained"] - counts["running"], 0)
-        waiting = [t for t in self.trials() if t.state == TrialState.WAITING]
+        waiting = [t for t in self.trials() if t.state == TrialState.WAITING and not t.user_attrs.get(PRETRAIN_ATTR)]
+        need = max(need - sum(t.state == TrialState.WAITING for t in self.trials()) + len(waiting), 0)
         # Surplus slots (a kill between enqueue and tell, or a lowered target): cancel empty ones first.
         by_value = sorted(waiting, key=lambda x: (bool(x.system_attrs.get("fixed_params")), -x.number))
         for t in by_value[: max(len(waiting) - need, 0)]:
@@ -383,16 +393,24 @@ class SearchRun(StudyView):
                         f"(last heartbeat {age} ago)")
         return done
 
-    def wait_for_work(self, poll: float | None = None, report: Any = None) -> bool:
+    def wait_for_work(self, poll: float | None = None, report: Any = None, until: Any = None) -> bool:
         """Wait until a slot is waiting (``True``) or no trial is running anywhere (``False``), re-queuing
         stale trials every ``poll`` seconds (default: a quarter heartbeat), so that the last process
-        standing finishes the study; ``report`` is called with each re-queue line."""
+        standing finishes the study; ``report`` is called with each re-queue line. With ``until`` (a
+        callable), wait until it returns true instead (``True``) or nothing runs (``False``)."""
         poll = self.heartbeat_seconds / 4 if poll is None else poll
         while True:
             for line in self.requeue_stale():
                 if report:
                     report(line)
+            if until is not None and until():
+                return True
             counts = self.counts()
+            if until is not None:
+                if not counts["running"]:
+                    return False
+                time.sleep(poll)
+                continue
             if counts["waiting"]:
                 return True
             if not counts["running"]:
@@ -414,7 +432,8 @@ class SearchRun(StudyView):
                 claim_folder(folder, "requeued-" + new_token())
             except OSError:
                 pass  # the folder is unreachable from here; the retry's claim fences it
-        attrs = {"retry_of": t.number, "resume_dir": folder, "baseline": t.user_attrs.get("baseline")}
+        attrs = {"retry_of": t.number, "resume_dir": folder, "baseline": t.user_attrs.get("baseline"),
+                 PRETRAIN_ATTR: t.user_attrs.get(PRETRAIN_ATTR)}
         self.study.enqueue_trial(dict(t.params), user_attrs={k: v for k, v in attrs.items() if v is not None})
         retried.add(t.number)
 
@@ -449,7 +468,10 @@ class SearchRun(StudyView):
         """The next feasible trial to train, or ``None`` when no slot is left."""
         tries = 0
         while tries < MAX_INFEASIBLE_IN_A_ROW:
-            trial = self._pop_slot()
+            gate = self._pretrain_gate()
+            if gate is not None and gate.kind == "running":
+                return None  # the dense trial trains elsewhere: see gated()
+            trial = self._pop_slot(only_pretrain=gate is not None)
             if trial is None:
                 return None
             try:
@@ -467,12 +489,32 @@ class SearchRun(StudyView):
             "queued; loosen the constraints, widen the space or lower --trials"
         )
 
+    def _pretrain_gate(self) -> PretrainState | None:
+        """``None`` when trials may be claimed freely; else the dense trial's state (``waiting``: claim it,
+        ``running``: wait). A dense trial with no attempt left raises ``ValueError``."""
+        if not wants_pretraining(self.space):
+            return None
+        state = pretrain_state(self.trials())
+        if state.kind == "done":
+            self._checkpoint = state.checkpoint
+            return None
+        if state.kind == "failed":
+            raise ValueError(f"the dense pretraining trial {state.number} of study {self.name} failed ({state.reason}); "
+                             f"fix the cause, then 'stsearch resume {self.name}' trains it again first")
+        return state
+
+    def gated(self) -> bool:
+        """Whether claims wait for the dense trial of a warm-start study, which another process trains."""
+        gate = self._pretrain_gate()
+        return gate is not None and gate.kind == "running"
+
     def _prepare(self, trial: Trial) -> Claim | None:
         """Sample and decode a popped slot: its :class:`Claim`, or ``None`` when it was told as infeasible
         or as a duplicate (a replacement slot is queued)."""
         storage = self.study._storage  # noqa: SLF001
-        params = self.space.suggest(trial)
-        plan = self.space.plan_from_params(params)
+        dense = bool(trial.user_attrs.get(PRETRAIN_ATTR))
+        params = {} if dense else self.space.suggest(trial)
+        plan = NetworkPlan(model=self.space.model) if dense else self.space.plan_from_params(params)
         analytic = self.space.analytic_metrics(plan)
         is_baseline = bool(trial.user_attrs.get("baseline"))
         if not is_baseline and not self.space.is_feasible(analytic):
@@ -489,9 +531,12 @@ class SearchRun(StudyView):
                 return None
         spec = TrialSpec(
             model=self.space.model, dataset=self.space.dataset, data_dir=self.space.data_dir,
-            model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(), train=dict(self.space.train),
+            model_kwargs=dict(self.space.model_kwargs), plan=plan.to_dict(),
+            train=pretrain_train_config(self.space) if dense else dict(self.space.train),
             plugins=list(self.space.plugins), python_path=list(self.space.python_path),
-            transforms=self.space.transforms, **_training_fields(self.space), **_data_fields(self.space),
+            transforms=self.space.transforms, **_data_fields(self.space),
+            **({"trainer": self.space.trainer} if dense and self.space.trainer else
+               {} if dense else _training_fields(self.space, getattr(self, "_checkpoint", None))),
         )
         attempt = new_token()  # fences the folder: an older attempt of this trial may no longer write
         storage.set_trial_user_attr(trial._trial_id, "attempt", attempt)
@@ -504,10 +549,12 @@ class SearchRun(StudyView):
             self._heartbeat.add(trial._trial_id, workdir, attempt)
         return claim
 
-    def _pop_slot(self) -> Trial | None:
+    def _pop_slot(self, only_pretrain: bool = False) -> Trial | None:
         storage = self.study._storage  # noqa: SLF001
         study_id = self.study._study_id  # noqa: SLF001
         for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            if only_pretrain and not frozen.user_attrs.get(PRETRAIN_ATTR):
+                continue
             try:
                 if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                     continue
@@ -633,13 +680,15 @@ class SearchRun(StudyView):
             self._heartbeat = None
 
 
-def _training_fields(space: Any) -> dict[str, Any]:
-    """The trial fields of the space's ``trainer`` / ``pretrained`` / ``init`` keys (absent: defaults)."""
+def _training_fields(space: Any, checkpoint: str | None = None) -> dict[str, Any]:
+    """The trial fields of the space's ``trainer`` / ``pretrained`` / ``init`` keys (absent: defaults);
+    ``checkpoint``: the dense trial's weights, for ``pretrained: train``."""
     out: dict[str, Any] = {}
     if getattr(space, "trainer", None):
         out["trainer"] = space.trainer
-    if getattr(space, "pretrained", None):
-        out["pretrained"] = space.pretrained
+    pretrained = checkpoint if wants_pretraining(space) else getattr(space, "pretrained", None)
+    if pretrained:
+        out["pretrained"] = pretrained
         out["init"] = getattr(space, "init", None) or "random"
     return out
 

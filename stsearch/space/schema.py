@@ -16,8 +16,10 @@ Top-level keys (all validated; an unknown key is an error):
                   read to find out (stsearch records it in each study: opening one needs no data)
 ``trainer``       ``package.module:callable`` (or a registered name): a user ``fit(model, train_dataset,
                   val_dataset, context) -> dict`` instead of the built-in trainer (:mod:`stsearch.train.custom`)
-``pretrained``    state dict of the dense model (.pt/.pth/.safetensors), checked against the model
-``init``          ``random`` (default) | ``decompose`` (needs ``pretrained``)
+``pretrained``    state dict of the dense model (.pt/.pth/.safetensors), checked against the model; or
+                  ``train``: the study trains it first, as its trial 0 (:mod:`stsearch.search.pretrain`)
+``pretrained_train``  train overrides of the study's own dense training (``pretrained: train``)
+``init``          ``random`` | ``decompose`` (needs ``pretrained``; the default with ``pretrained: train``)
 ``distill``       ``{alpha, temperature}``: distil from the pretrained dense model (:mod:`stsearch.space.training`)
 ``model_kwargs``  keyword arguments of the model factory, e.g. ``{num_classes: 100}`` (default ``{}``)
 ``dataset``       a built-in name, ``imagefolder:PATH``, ``torchvision:NAME``, a registered name or an import
@@ -99,7 +101,7 @@ ANALYTIC_METRICS: Mapping[str, bool] = MetricTable(lambda m: True, where=lambda 
 ALL_FAMILIES = (*FAMILIES, DENSE)
 TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
             "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms",
-            "trainer", "pretrained", "init", "distill", "dataset_info")
+            "trainer", "pretrained", "pretrained_train", "init", "distill", "dataset_info")
 TIE_MODES = ("per_layer", "uniform")
 GROUP_KEYS = ("match", "types", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
               "split_bounds", "forward")
@@ -252,7 +254,8 @@ class SearchSpace:
         self.transforms = transforms
         self._dataset_info = dataset_info
         self.trainer: str | None = None  # set by stsearch.space.training.check_training
-        self.pretrained: str | None = None
+        self.pretrained: str | None = None  # a state-dict path, or "train" (the study trains it)
+        self.pretrained_train: dict[str, Any] | None = None
         self.init, self.distill = "random", None
         self.tie = tuple(tie)
         self.plugins, self.python_path = list(plugins or []), list(python_path or [])
@@ -315,7 +318,8 @@ class SearchSpace:
             "plugins": list(self.plugins), "python_path": list(self.python_path),
             "input_shape": None if self._input_shape is None else list(self._input_shape),
             "transforms": copy.deepcopy(self.transforms),
-            "trainer": self.trainer, "pretrained": self.pretrained, "init": self.init,
+            "trainer": self.trainer, "pretrained": self.pretrained, "pretrained_train": self.pretrained_train,
+            "init": self.init,
             "distill": None if self.distill is None else dict(self.distill),
             "dataset_info": None if self.data_meta is None else {"num_classes": int(self.data_meta[0]),
                                                                  "input_shape": [int(v) for v in self.data_meta[1]]},

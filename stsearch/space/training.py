@@ -2,8 +2,11 @@
 
 ``trainer``     ``package.module:callable`` or a name from :func:`stsearch.train.custom.register_trainer`:
                 ``fit(model, train_dataset, val_dataset, context) -> dict`` replaces the built-in trainer
-``pretrained``  state dict (.pt/.pth/.safetensors) of the dense model; checked against the model, made absolute
-``init``        ``random`` (default) | ``decompose`` (factors from the pretrained weights; needs ``pretrained``)
+``pretrained``  state dict (.pt/.pth/.safetensors) of the dense model; checked against the model, made absolute;
+                or ``train``: the study trains the dense model first (:mod:`stsearch.search.pretrain`)
+``pretrained_train``  train-config overrides of that dense training, e.g. ``{epochs: 30}`` (``pretrained: train``)
+``init``        ``random`` | ``decompose`` (factors from the pretrained weights; needs ``pretrained``); default
+                ``decompose`` with ``pretrained: train``, else ``random``
 ``distill``     ``{alpha, temperature}``: distil from the pretrained dense model (needs ``pretrained``)
 """
 
@@ -14,7 +17,7 @@ from typing import Any, Mapping
 
 __all__ = ["check_training", "TRAINING_KEYS"]
 
-TRAINING_KEYS = ("trainer", "pretrained", "init", "distill")
+TRAINING_KEYS = ("trainer", "pretrained", "pretrained_train", "init", "distill")
 
 
 def check_training(space: Any, data: Mapping[str, Any]) -> None:
@@ -34,9 +37,10 @@ def check_training(space: Any, data: Mapping[str, Any]) -> None:
         except UserCodeError as err:
             raise _fail(("trainer",), f"{err}; check the module is on python_path (or listed in plugins)") from None
     pretrained = data.get("pretrained")
-    if pretrained is not None:
+    if pretrained is not None and pretrained != "train":
         pretrained = _check_pretrained(space, pretrained, _fail)
-    init = data.get("init", "random")
+    space.pretrained_train = _check_pretrained_train(space, data.get("pretrained_train"), pretrained, _fail)
+    init = data.get("init", "decompose" if pretrained == "train" else "random")
     if init not in ("random", "decompose"):
         raise _fail(("init",), f"expected random or decompose, got {init!r}; e.g. init: decompose")
     if init == "decompose" and pretrained is None:
@@ -57,11 +61,30 @@ def check_training(space: Any, data: Mapping[str, Any]) -> None:
     space.trainer, space.pretrained, space.init, space.distill = trainer, pretrained, init, distill
 
 
+def _check_pretrained_train(space: Any, raw: Any, pretrained: Any, _fail: Any) -> dict[str, Any] | None:
+    """``pretrained_train``: train-config overrides of the study's dense training (``pretrained: train``)."""
+    if raw is None:
+        return None
+    if pretrained != "train":
+        raise _fail(("pretrained_train",), "it sets how the study trains its dense model; add pretrained: train, "
+                                           "or remove it")
+    if not isinstance(raw, Mapping):
+        raise _fail(("pretrained_train",), f"expected a mapping of train keys, got {raw!r}; e.g. {{epochs: 30}}")
+    from ..train import TrainConfig
+
+    try:
+        TrainConfig.from_dict({**dict(space.train), **dict(raw)})
+    except (TypeError, ValueError) as err:
+        raise _fail(("pretrained_train",), str(err).strip().splitlines()[0]) from None
+    return dict(raw)
+
+
 def _check_pretrained(space: Any, value: Any, _fail: Any) -> str:
     from ..trial import load_state_dict_file
 
     if not isinstance(value, str) or not value:
-        raise _fail(("pretrained",), f"expected the path of a state dict, got {value!r}; e.g. pretrained: dense.pt")
+        raise _fail(("pretrained",), f"expected the path of a state dict or train, got {value!r}; e.g. "
+                                     f"pretrained: dense.pt")
     path = Path(value).expanduser()
     if not path.is_absolute() and space.source:
         path = Path(space.source).parent / path
