@@ -12,8 +12,8 @@ searchable layers, families, ranks, ``t`` and constraint of ``search_spaces/digi
 * ``stsearch``: today's from-scratch stsearch (the space's sampler with its screening and baselines),
   as many trials as the grid, each ``--epochs``;
 * ``warm``: the same sampler in a warm-start study: trial 0 trains the dense model for
-  ``--dense-epochs``, every other trial starts from the decomposition of that checkpoint and
-  fine-tunes for ``--finetune-epochs``; as many trials as the grid, the dense one included.
+  ``--dense-epochs`` (8), every other trial starts from the decomposition of that checkpoint and
+  fine-tunes for ``--finetune-epochs`` (2); as many trials as the grid, the dense one included.
 
 The cost of a run is the sum of the epochs its trials trained (the dense pretraining included), read
 from each trial's ``trial.json``. Hypervolume as in ``search_efficiency.py``: accuracy (max) x
@@ -88,8 +88,10 @@ def warm_space(base: dict[str, Any], grid: list[dict[str, Any]], seed: int, dens
 
 
 def _per_layer(plan: dict[str, Any]) -> bool:
+    """Whether the layers of a plan differ in family, rank, t or number of modes (a uniform plan differs
+    only in the channel splits, which follow each layer's channel counts)."""
     layers = list((plan or {}).get("layers", {}).values())
-    return len({json.dumps(lp, sort_keys=True) for lp in layers}) > 1
+    return len({(lp.get("family"), lp.get("rank"), lp.get("t"), lp.get("n_modes")) for lp in layers}) > 1
 
 
 def enrich(res: RunResult) -> pd.DataFrame:
@@ -164,7 +166,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--epochs", type=float, default=4.0, help="epochs of a from-scratch trial (default 4)")
     p.add_argument("--dense-epochs", type=float, default=8.0, help="epochs of the warm study's dense trial (8)")
-    p.add_argument("--finetune-epochs", type=float, default=1.0, help="epochs of a warm-started trial (1)")
+    p.add_argument("--finetune-epochs", type=float, default=2.0, help="epochs of a warm-started trial (2)")
     p.add_argument("--ranks", type=int, nargs=3, default=[4, 16, 4], metavar=("LOW", "HIGH", "STEP"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")

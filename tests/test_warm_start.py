@@ -134,12 +134,14 @@ def fit(model, train_ds, val_ds, context):
 
 
 @pytest.mark.slow
-def test_a_failed_dense_training_stops_the_study_and_resume_retries_it(tmp_path):
+@pytest.mark.parametrize("dispatch", ["local", "ray"])
+def test_a_failed_dense_training_stops_the_study_and_resume_retries_it(tmp_path, ray_tmp, dispatch, monkeypatch):
     (tmp_path / "mytrain.py").write_text(textwrap.dedent(FAILING_TRAINER))
     space = _warm(tmp_path, trials=2, extra="trainer: mytrain:fit\n")
     results = tmp_path / "results"
-    out = cli("search", "--space", str(space), "--dispatch", "local", "--results-dir", str(results), "--no-progress",
-              cwd=tmp_path)
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)  # cli() passes this environment on
+    how = ["--dispatch", "local"] if dispatch == "local" else ["--num-cpus", "2"]
+    out = cli("search", "--space", str(space), *how, "--results-dir", str(results), "--no-progress", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip().splitlines()[-1]  # after the study's header line
     assert line == ("stsearch: error: the dense pretraining trial 0 of study warm failed (trainer 'mytrain:fit' raised "
@@ -149,7 +151,7 @@ def test_a_failed_dense_training_stops_the_study_and_resume_retries_it(tmp_path)
     assert [t.user_attrs.get("status") for t in study.trials if t.state != TrialState.WAITING] == ["failed"]
 
     (tmp_path / "mytrain.py").write_text(textwrap.dedent(FAILING_TRAINER).replace("raise RuntimeError", "print"))
-    out = cli("resume", "warm", "--results-dir", str(results), "--dispatch", "local", "--no-progress", cwd=tmp_path)
+    out = cli("resume", "warm", "--results-dir", str(results), *how, "--no-progress", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     study = optuna.load_study(study_name="warm", storage=f"sqlite:///{results / 'warm' / 'study.db'}")
     dense = [t for t in study.trials if t.user_attrs.get("pretrain")]

@@ -43,6 +43,8 @@ def ray_trainable(config: dict[str, Any]) -> None:
         if epochs and rec.get("epochs_done", rec.get("epoch", 0)) >= epochs:
             return  # the final report carries the last epoch (a scheduler must not stop a finished trial)
         report = {k: rec.get(k) for k in REPORT_KEYS if rec.get(k) is not None}
+        if "val_acc" not in report:  # a user trainer's epoch without accuracy: Tune requires its metric
+            return
         report.update(final=False, budget_fraction=(rec.get("epochs_done", rec.get("epoch", 0)) / epochs) if epochs else None)
         tune.report({k: v for k, v in report.items() if v is not None})
 
@@ -51,6 +53,7 @@ def ray_trainable(config: dict[str, Any]) -> None:
     final["history_json"] = json.dumps(metrics.get("history") or [])  # Ray's result loggers take scalars
     final["final"] = True
     final.setdefault("epoch", metrics.get("epochs_done", 0))
+    final.setdefault("val_acc", float("nan"))  # a failed trial has none, and Tune rejects a result without it
     tune.report(final)
 
 
@@ -82,15 +85,22 @@ def _make_searcher_class():
             self.num_threads = num_threads
             self.live: dict[str, Claim] = {}
             self._checked = time.monotonic()
+            self.error: ValueError | None = None  # a study that cannot go on (raised after Tune returns)
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             if time.monotonic() - self._checked > self.run.heartbeat_seconds / 4:  # workers sharing the study
                 self._checked = time.monotonic()
                 for line in self.run.requeue_stale():
                     print(f"stsearch: {line}", file=sys.stderr)
-            claim = self.run.claim()
-            if claim is None and self.run.gated():  # a warm-start study's dense trial trains: ask again later
-                return None
+            if self.error is not None:
+                return Searcher.FINISHED
+            try:
+                claim = self.run.claim()
+                if claim is None and self.run.gated():  # a warm-start study's dense trial trains: ask again later
+                    return None
+            except ValueError as err:  # e.g. the dense trial failed: no trial can start (Tune would log a traceback)
+                self.error = err
+                return Searcher.FINISHED
             if claim is None:
                 return Searcher.FINISHED if not self.live else None
             if self.num_threads is not None:
@@ -106,7 +116,7 @@ def _make_searcher_class():
             if error or not result:
                 frozen = self.run.finish(claim, None, error="the Ray trial failed (see its error.txt / Ray logs)")
             elif result.get("final"):
-                metrics = dict(result)
+                metrics = {k: v for k, v in result.items() if not (k == "val_acc" and v != v)}  # NaN: none measured
                 metrics["history"] = json.loads(metrics.pop("history_json", "[]"))
                 frozen = self.run.finish(claim, metrics)
             else:  # stopped by the scheduler after some epochs
@@ -200,6 +210,8 @@ def run_ray(
     run.start_heartbeat()
     try:
         tuner.fit()
+        if searcher.error is not None:
+            raise searcher.error
     except KeyboardInterrupt:
         searcher.release_all("interrupted by the user (Ctrl-C)")
         raise
