@@ -141,3 +141,50 @@ def test_user_model_and_trainer_on_two_postgresql_workers(tmp_path):
     assert pids <= {p.pid for p in procs} and len(pids) == 2, "both workers trained with the user's loop"
     _export_and_run(name, ["--storage", url], tmp_path, env)
     optuna.delete_study(study_name=name, storage=url)
+
+
+SLOW_TRAINER = '''
+
+def fit(model, train_dataset, val_dataset, context):
+    """A loop whose accuracy is known in advance: higher for bigger models, reported each epoch."""
+    import time
+
+    n = sum(p.numel() for p in model.parameters())
+    for epoch in range(1, int(context.config.epochs) + 1):
+        time.sleep(1.0)
+        acc = min(0.95, 0.2 + n / 200000 + 0.05 * epoch)
+        if context.report(epoch, {"val_acc": acc}):
+            break
+    return {"accuracy": acc}
+'''
+
+
+@pytest.mark.slow
+def test_user_trainer_under_asha(tmp_path):
+    """``--scheduler asha`` stops a user trainer's trials through its ``context.report``: they are recorded
+    as pruned with the epochs they ran, and kept off the front, as the built-in trainer's are."""
+    from optuna.trial import TrialState
+
+    from stsearch.results import pareto_table
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "usermodels.py").write_text(USER_MODULE + SLOW_TRAINER)
+    space = SPACE.format(name="uasha", trials=8).replace("epochs: 2,", "epochs: 4,").replace("ranks: [2, 4]",
+                                                                                           "ranks: [2, 4, 8]")
+    (project / "space.yaml").write_text(space)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    try:
+        results = tmp_path / "results"
+        out = _cli("search", "--space", "space.yaml", "--results-dir", str(results), "--no-progress", "--num-cpus", "2",
+                   "--scheduler", "asha", cwd=project, env=_env(tmp_path, ray_tmp))
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    study = optuna.load_study(study_name="uasha", storage=f"sqlite:///{results / 'uasha' / 'study.db'}")
+    pruned = [t for t in study.trials if t.user_attrs.get("status") == "pruned"]
+    done = [t for t in study.trials if t.user_attrs.get("status") == "completed"]
+    assert pruned and done and len(pruned) + len(done) == 8, [(t.number, t.user_attrs.get("status")) for t in study.trials]
+    for t in pruned:
+        assert t.state == TrialState.PRUNED and t.user_attrs["epochs_done"] < 4 and t.user_attrs["full_budget"] is False
+    assert not set(pareto_table(study)["number"]) & {t.number for t in pruned}

@@ -50,7 +50,7 @@ from ..compress import LayerGeometry
 from ..layers.layout import Layout, default_split, factorizations
 from ..plan import DENSE, LayerPlan, NetworkPlan
 from ..tensors.spec import BASE_FAMILY, ST_FAMILIES
-from .schema import LayerGroup, RankSpec, SpaceError
+from .types import LayerGroup, RankSpec, SpaceError
 
 if TYPE_CHECKING:
     import optuna

@@ -66,10 +66,8 @@ Errors are one line: ``<file>:<line>: <key path>: <problem>; <fix>``.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,12 +75,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..compress import LayerGeometry, layer_geometries
-from ..layers.costs import FORWARD_MODES
-from ..metrics import MetricTable
 from ..plan import DENSE, LayerPlan, NetworkPlan
 from ..plugins import UserCodeError
-from ..tensors.spec import BASE_FAMILY, FAMILIES, ST_FAMILIES, mode_is_reduced
+from ..tensors.spec import BASE_FAMILY, ST_FAMILIES
+from .groups import check_t_reduces, check_tie, parse_groups
 from .samplers import SamplerConfigError, check_sampler_config
+from .types import (ALL_FAMILIES, ANALYTIC_METRICS, GROUP_KEYS, OBJECTIVES, TIE_MODES, TOP_KEYS,  # noqa: F401
+                    Constraint, LayerGroup, Objective, Path_, RankSpec, SpaceError, _check_keys, _fail, _int, _is_int)
 
 if TYPE_CHECKING:
     import optuna
@@ -91,152 +90,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OBJECTIVES", "ANALYTIC_METRICS", "SpaceError", "Objective", "Constraint", "RankSpec", "LayerGroup",
-    "SearchSpace", "load_space", "space_dir",
+    "SearchSpace", "load_space", "space_dir", "TOP_KEYS", "GROUP_KEYS",
 ]
-
-#: Objective / constraint metric -> its natural direction.
-OBJECTIVES: Mapping[str, str] = MetricTable(lambda m: m.direction)  # live views of stsearch.metrics
-#: Metrics known from shapes alone (before training).
-ANALYTIC_METRICS: Mapping[str, bool] = MetricTable(lambda m: True, where=lambda m: m.analytic)
-ALL_FAMILIES = (*FAMILIES, DENSE)
-TOP_KEYS = ("name", "model", "model_kwargs", "dataset", "data_dir", "layers", "objectives", "constraints",
-            "train", "sampler", "baselines", "trials", "tie", "plugins", "python_path", "input_shape", "transforms",
-            "trainer", "pretrained", "pretrained_train", "init", "distill", "dataset_info")
-TIE_MODES = ("per_layer", "uniform")
-GROUP_KEYS = ("match", "types", "name", "share", "families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits",
-              "split_bounds", "forward")
-#: Group keys that make up a group's choices (``tie: [uniform]`` needs them equal across groups).
-_CHOICE_FIELDS = ("families", "ranks", "t", "n_modes", "tucker_n_modes", "mode_splits", "split_bounds", "forward")
-
-Path_ = tuple[Any, ...]
-
-
-class SpaceError(ValueError):
-    """A one-line validation error located by key path (and file and line once loaded)."""
-
-    def __init__(self, path: Path_, message: str, *, source: str | None = None, line: int | None = None) -> None:
-        self.path, self.message, self.source, self.line = tuple(path), message, source, line
-        where = f"{source}:{line}: " if source is not None else ""
-        key = f"{format_path(self.path)}: " if self.path else ""
-        super().__init__(f"{where}{key}{message}")
-
-
-def format_path(path: Path_) -> str:
-    """``("layers", 0, "ranks")`` -> ``layers[0].ranks``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-# ------------------------------------------------------------------ value types
-@dataclass(frozen=True)
-class Objective:
-    """One objective of the study."""
-
-    name: str
-    direction: str  # "maximize" | "minimize"
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``min <= metric <= max`` (either bound may be ``None``)."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-
-    def violation(self, value: float) -> float:
-        """Optuna's convention: ``<= 0`` feasible, ``> 0`` the amount by which a bound is violated."""
-        terms = []
-        if self.min is not None:
-            terms.append(self.min - value)
-        if self.max is not None:
-            terms.append(value - self.max)
-        return float(max(terms)) if terms else 0.0
-
-    @property
-    def analytic(self) -> bool:
-        return self.metric in ANALYTIC_METRICS
-
-    @property
-    def key(self) -> str:
-        """A readable name, e.g. ``compression>=2`` (for ``trial.set_constraint``)."""
-        if self.min is not None and self.max is not None:
-            return f"{self.min:g}<={self.metric}<={self.max:g}"
-        if self.min is not None:
-            return f"{self.metric}>={self.min:g}"
-        return f"{self.metric}<={self.max:g}"
-
-
-@dataclass(frozen=True)
-class RankSpec:
-    """Rank choices of a group: the range ``low..high`` by ``step``, or explicit ``choices``."""
-
-    low: int
-    high: int
-    step: int = 1
-    choices: tuple[int, ...] | None = None
-
-    def values(self) -> list[int]:
-        return list(self.choices) if self.choices is not None else list(range(self.low, self.high + 1, self.step))
-
-    def contains(self, rank: int) -> bool:
-        if self.choices is not None:
-            return rank in self.choices
-        return self.low <= rank <= self.high and (rank - self.low) % self.step == 0
-
-    @property
-    def fixed(self) -> int | None:
-        """The only rank when there is one choice, else ``None``."""
-        vals = self.values()
-        return vals[0] if len(vals) == 1 else None
-
-    def to_yaml(self) -> Any:
-        if self.choices is not None:
-            return list(self.choices)
-        return {"low": self.low, "high": self.high, "step": self.step}
-
-
-@dataclass(frozen=True)
-class LayerGroup:
-    """One entry of ``layers``: which layers, and the choices offered to them."""
-
-    match: tuple[str, ...]
-    name: str
-    share: bool = False
-    families: tuple[str, ...] = ALL_FAMILIES
-    ranks: RankSpec = RankSpec(2, 16, 2)
-    t: tuple[int, ...] = (2,)
-    n_modes: tuple[int, ...] = (3,)
-    tucker_n_modes: tuple[int, ...] = (1,)
-    mode_splits: str | tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = "auto"
-    split_bounds: tuple[int, int] = (2, 16)
-    forward: str = "auto"
-    types: tuple[str, ...] = ()  # module classes (torch.nn names or import paths); empty: any
-
-    def matches(self, layer: str, module: Any = None) -> bool:
-        """Whether the layer's dotted path matches a glob and (with ``types``, given its module) its class one type."""
-        from .user import is_of_types
-
-        named = any(layer == p or fnmatch.fnmatchcase(layer, p) for p in self.match)
-        return named and (not self.types or module is None or is_of_types(module, self.types))
-
-    def d_choices(self, family: str) -> tuple[int, ...]:
-        """Allowed numbers of modes per channel count for ``family``."""
-        return self.tucker_n_modes if BASE_FAMILY[family] == "tucker" else self.n_modes
-
-    def to_dict(self) -> dict[str, Any]:
-        splits: Any = self.mode_splits
-        if not isinstance(splits, str):
-            splits = {c: [list(s) for s in ss] for c, ss in splits}
-        return {
-            "match": list(self.match), "types": list(self.types), "name": self.name, "share": self.share, "families": list(self.families),
-            "ranks": self.ranks.to_yaml(), "t": list(self.t), "n_modes": list(self.n_modes),
-            "tucker_n_modes": list(self.tucker_n_modes), "mode_splits": splits,
-            "split_bounds": {"min": self.split_bounds[0], "max": self.split_bounds[1]}, "forward": self.forward,
-        }
-
 
 # ------------------------------------------------------------------ the space
 class SearchSpace:
@@ -541,50 +396,6 @@ def _line_of(lines: Mapping[tuple[str, ...], int], path: Path_) -> int:
 
 
 # ------------------------------------------------------------------ parsing
-def _fail(path: Path_, message: str) -> SpaceError:
-    return SpaceError(path, message)
-
-
-def _check_keys(data: Any, allowed: Sequence[str], path: Path_, example: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise _fail(path, f"expected a mapping, got {data!r}; e.g. {example}")
-    for key in data:
-        if key not in allowed:
-            raise _fail((*path, key), f"unknown key {key!r}; allowed: {', '.join(allowed)}")
-    return data
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _int(v: Any, path: Path_, minimum: int, what: str) -> int:
-    if not _is_int(v) or v < minimum:
-        raise _fail(path, f"{what} must be an int >= {minimum}, got {v!r}; e.g. {max(minimum, 2)}")
-    return int(v)
-
-
-def _ints(v: Any, path: Path_, minimum: int, what: str) -> tuple[int, ...]:
-    items = v if isinstance(v, list) else [v]
-    if not items:
-        raise _fail(path, f"{what}: the list is empty; give at least one value, e.g. [{max(minimum, 2)}]")
-    out: list[int] = []
-    for i, x in enumerate(items):
-        if not _is_int(x) or x < minimum:
-            where = (*path, i) if isinstance(v, list) else path
-            raise _fail(where, f"{what} must be ints >= {minimum}, got {x!r}; e.g. [{max(minimum, 2)}]")
-        if x not in out:
-            out.append(int(x))
-    return tuple(out)
-
-
-def _names(v: Any, path: Path_, what: str, example: str) -> tuple[str, ...]:
-    items = v if isinstance(v, list) else [v]
-    if not items or not all(isinstance(x, str) and x for x in items):
-        raise _fail(path, f"{what} must be a non-empty string or list of strings, got {v!r}; e.g. {example}")
-    return tuple(dict.fromkeys(items))
-
-
 def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
     from .training import check_training
     from .user import check_dataset, check_dataset_info, check_input_shape, check_model, check_output, check_plugins, record_roots
@@ -631,9 +442,9 @@ def _parse(data: Mapping[str, Any], source: str | None) -> SearchSpace:
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise _fail(("model_kwargs",), f"{model} cannot be built with {dict(model_kwargs)}: {detail}; "
                                        f"fix or remove model_kwargs") from None
-    space.groups = _groups(data.get("layers"), list(layers), space._meta)
-    _check_tie(space)
-    _check_t_reduces(space)
+    space.groups = parse_groups(data.get("layers"), list(layers), space._meta)
+    check_tie(space)
+    check_t_reduces(space)
     space.baselines = _baselines(data.get("baselines"), space)
     return space
 
@@ -649,59 +460,6 @@ def _check_num_classes(model_kwargs: Mapping[str, Any], space: SearchSpace) -> N
     if want is not None and n != want:
         raise _fail(path, f"num_classes {n} does not match dataset {space.dataset!r} with {want} classes; "
                           f"use num_classes: {want} or leave it out (the dataset sets it)")
-
-
-def _check_tie(space: SearchSpace) -> None:
-    """A ``tie`` of only ``uniform`` needs every sampling unit to offer the same choices."""
-    from .sampling import tie_choices
-
-    if "per_layer" in space.tie or "uniform" in tie_choices(space) or len(space.units()) < 2:
-        return
-    first = space.units()[0]
-    other = next(u for u in space.units() if u.group is not first.group)
-    diff = [f for f in _CHOICE_FIELDS if getattr(first.group, f) != getattr(other.group, f)]
-    where = [f"layers[{space.groups.index(u.group)}] ({u.group.name})" for u in (first, other)]
-    raise _fail(("tie",), f"[uniform] alone needs every searchable layer to have the same choices, but {where[0]} "
-                          f"and {where[1]} differ in {', '.join(diff)}; make the groups' choices identical "
-                          f"or add per_layer to tie")
-
-
-def _reduces(family: str, ins: tuple[int, ...], outs: tuple[int, ...], kernel: tuple[int, int], t: int) -> bool:
-    """Whether a semi-tensor ``family`` with factor ``t`` stores any factor of this split reduced."""
-    from ..layers.layout import Layout
-
-    base = BASE_FAMILY[family]
-    modes = Layout(base, outs, ins, kernel).modes()
-    factored = modes[: len(outs) + len(ins)] if base == "tucker" else modes  # Tucker: no factor on the kernel mode
-    return any(mode_is_reduced(base, k, m, t) for k, m in enumerate(factored))
-
-
-def _check_t_reduces(space: SearchSpace) -> None:
-    """Every ``t`` of a group must reduce some factor of some offered semi-tensor family on some
-    layer of the group: one that reduces none trains the classical family under the ST label."""
-    from .sampling import parse_split, split_choices
-
-    for gi, group in enumerate(space.groups):
-        st = [f for f in group.families if f in ST_FAMILIES]
-        geoms = list({(g.c_in, g.c_out, g.kernel): g for n, g in space.layers().items()
-                      if space.assignment[n] is group}.values())
-        if not st or not geoms:
-            continue
-
-        def useful(t: int) -> bool:
-            return any(_reduces(fam, *parse_split(s, g.c_in, g.c_out, d), g.kernel, t)
-                       for fam in st for g in geoms for d in group.d_choices(fam)
-                       for s in split_choices(group, g.c_in, g.c_out, d))
-
-        for t in group.t:
-            if useful(t):
-                continue
-            others = [x for x in range(2, 17) if x != t and useful(x)][:4]
-            fix = f"use t values that divide them, e.g. t: {others}" if others else "remove the semi-tensor families"
-            channels = sorted({c for g in geoms for c in (g.c_in, g.c_out)})
-            raise _fail(("layers", gi, "t"), f"t={t} divides none of the mode sizes of {', '.join(st)} on the layers "
-                                             f"of {group.name} (channels {channels}), so they would train as the "
-                                             f"classical families under the semi-tensor label; {fix}")
 
 
 def _objectives(raw: Any) -> list[Objective]:
@@ -775,136 +533,6 @@ def _sampler(raw: Any) -> dict[str, Any]:
         return check_sampler_config(raw)
     except SamplerConfigError as err:
         raise _fail(("sampler",) if err.key is None else ("sampler", err.key), str(err)) from None
-
-
-def _groups(raw: Any, layer_names: list[str], model: Any = None) -> list[LayerGroup]:
-    if not isinstance(raw, list) or not raw:
-        raise _fail(("layers",), f"expected a non-empty list of groups, got {raw!r}; "
-                                 f"e.g. [{{match: 'layer*.conv*', families: [tt, stt]}}]")
-    from .user import blocked_layers, check_group_layers
-
-    blocked = blocked_layers(model) if model is not None else {}
-    groups = [_group(item, ("layers", i), i, layer_names, blocked) for i, item in enumerate(raw)]
-    if model is not None:
-        for i, g in enumerate(groups):
-            check_group_layers(g, ("layers", i), model)
-    names = [g.name for g in groups]
-    for i, g in enumerate(groups):
-        if g.name in names[:i]:
-            raise _fail(("layers", i, "name"), f"group name {g.name!r} is used twice; give each group its own name")
-        if g.share and g.name in layer_names:
-            raise _fail(("layers", i, "name"), f"group name {g.name!r} is also a layer path; rename the group")
-    return groups
-
-
-def _group(item: Any, path: Path_, index: int, layer_names: list[str],
-           blocked: Mapping[str, str] | None = None) -> LayerGroup:
-    item = _check_keys(item, GROUP_KEYS, path, "{match: 'layer*.conv*', families: [tt, stt]}")
-    from .user import check_types, unrepresentable
-
-    if "match" not in item and "types" not in item:
-        raise _fail(path, "missing match; add match: '<glob on dotted layer paths>', e.g. 'layer*.conv*', "
-                          "and/or types: [Conv2d, Linear]")
-    types = check_types(item.get("types"), (*path, "types"))
-    match = _names(item.get("match", "*"), (*path, "match"), "match", "['layer*.conv*']")
-    for pattern in match:
-        if not any(n == pattern or fnmatch.fnmatchcase(n, pattern) for n in layer_names):
-            hit = {n: r for n, r in (blocked or {}).items() if n == pattern or fnmatch.fnmatchcase(n, pattern)}
-            if hit:
-                raise _fail((*path, "match"), f"{pattern!r} {unrepresentable(hit)}")
-            sample = ", ".join(layer_names[:8]) + (", ..." if len(layer_names) > 8 else "")
-            raise _fail((*path, "match"), f"{pattern!r} matches no conv/linear layer of the model; "
-                                          f"layer paths look like: {sample}")
-    name = item.get("name", f"group{index}")
-    if not isinstance(name, str) or not name or ":" in name:
-        raise _fail((*path, "name"), f"expected a non-empty string without ':', got {name!r}; e.g. name: stage1")
-    share = item.get("share", False)
-    if not isinstance(share, bool):
-        raise _fail((*path, "share"), f"expected true or false, got {share!r}; write share: true or share: false")
-    families = tuple(f.lower() for f in _names(item.get("families", list(ALL_FAMILIES)), (*path, "families"),
-                                                "families", "[tt, stt]"))
-    for fam in families:
-        if fam not in ALL_FAMILIES:
-            raise _fail((*path, "families"), f"unknown family {fam!r}; allowed: {', '.join(ALL_FAMILIES)}")
-    t = _t_values(item.get("t", [2]), (*path, "t"))
-    lo, hi = _bounds(item.get("split_bounds"), (*path, "split_bounds"))
-    forward = item.get("forward", "auto")
-    if forward not in FORWARD_MODES:
-        raise _fail((*path, "forward"), f"unknown forward mode {forward!r}; allowed: {', '.join(FORWARD_MODES)}")
-    return LayerGroup(
-        match=match, types=types, name=name, share=share, families=families, ranks=_ranks(item.get("ranks"), (*path, "ranks")),
-        t=t, n_modes=_ints(item.get("n_modes", [3]), (*path, "n_modes"), 1, "n_modes"),
-        tucker_n_modes=_ints(item.get("tucker_n_modes", [1]), (*path, "tucker_n_modes"), 1, "tucker_n_modes"),
-        mode_splits=_mode_splits(item.get("mode_splits", "auto"), (*path, "mode_splits")),
-        split_bounds=(lo, hi), forward=forward,
-    )
-
-
-def _t_values(raw: Any, path: Path_) -> tuple[int, ...]:
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        raise _fail(path, "the list is empty; give STP factors >= 2, e.g. [2, 4]")
-    for x in items:
-        if not _is_int(x) or x < 2:
-            raise _fail(path, f"t={x!r} is not an STP factor; t values must be ints >= 2, e.g. [2, 4] "
-                              f"(classical families always use t=1)")
-    return tuple(sorted(set(items)))
-
-
-def _ranks(raw: Any, path: Path_) -> RankSpec:
-    if raw is None:
-        return RankSpec(2, 16, 2)
-    if _is_int(raw) or isinstance(raw, list):
-        vals = tuple(sorted(_ints(raw, path, 1, "ranks")))
-        return RankSpec(vals[0], vals[-1], 1, vals)
-    raw = _check_keys(raw, ("low", "high", "step"), path, "{low: 2, high: 16, step: 2}")
-    for key in ("low", "high"):
-        if key not in raw:
-            raise _fail(path, f"missing {key}; give {{low: 2, high: 16, step: 2}} or a list [4, 8, 12]")
-    low = _int(raw["low"], (*path, "low"), 1, "low")
-    high = _int(raw["high"], (*path, "high"), 1, "high")
-    step = _int(raw.get("step", 1), (*path, "step"), 1, "step")
-    if low > high:
-        raise _fail((*path, "low"), f"low {low} > high {high}; swap them")
-    if (high - low) % step:
-        fixed = low + (high - low) // step * step
-        raise _fail((*path, "high"), f"high {high} is not low {low} plus a multiple of step {step}; use high: {fixed}")
-    return RankSpec(low, high, step)
-
-
-def _bounds(raw: Any, path: Path_) -> tuple[int, int]:
-    if raw is None:
-        return 2, 16
-    raw = _check_keys(raw, ("min", "max"), path, "{min: 2, max: 16}")
-    lo = _int(raw.get("min", 2), (*path, "min"), 1, "min")
-    hi = _int(raw.get("max", 16), (*path, "max"), 1, "max")
-    if lo > hi:
-        raise _fail((*path, "min"), f"min {lo} > max {hi}; swap them")
-    return lo, hi
-
-
-def _mode_splits(raw: Any, path: Path_) -> Any:
-    if raw in ("auto", "default"):
-        return raw
-    if not isinstance(raw, Mapping):
-        raise _fail(path, f"expected auto, default or a mapping {{channels: [[split], ...]}}, got {raw!r}; "
-                          f"e.g. mode_splits: auto")
-    out = []
-    for c, splits in raw.items():
-        try:
-            ch = int(c)
-        except (TypeError, ValueError):
-            raise _fail((*path, c), f"key {c!r} is not a channel count; use e.g. 16: [[4, 2, 2]]") from None
-        if not isinstance(splits, list) or not splits:
-            raise _fail((*path, c), f"expected a non-empty list of splits; e.g. {c}: [[4, 2, 2], [2, 2, 4]]")
-        clean = []
-        for j, s in enumerate(splits):
-            if not isinstance(s, list) or not s or not all(_is_int(x) and x >= 1 for x in s) or math.prod(s) != ch:
-                raise _fail((*path, c, j), f"split {s!r} does not multiply to {ch}; give positive ints "
-                                           f"whose product is {ch}")
-            clean.append(tuple(s))
-        out.append((ch, tuple(clean)))
-    return tuple(out)
 
 
 def _baseline_layer_plan(b: Mapping[str, Any]) -> LayerPlan:

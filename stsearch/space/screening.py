@@ -45,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..metrics import MetricTable
 from ..plan import NetworkPlan
 from ..tensors.spec import BASE_FAMILY, ST_FAMILIES
-from .schema import RankSpec
+from .types import RankSpec
 from ..results.pareto import hypervolume, nondominated_mask
 from .sampling import UNIFORM, Slot, _walk
 

@@ -23,7 +23,7 @@ TRAINING_KEYS = ("trainer", "pretrained", "pretrained_train", "init", "distill")
 def check_training(space: Any, data: Mapping[str, Any]) -> None:
     """Validate the training keys of ``data`` and set them on ``space`` (distill goes into ``space.train``)."""
     from ..plugins import UserCodeError
-    from .schema import _fail
+    from .types import _fail
 
     trainer = data.get("trainer")
     if trainer is not None:

@@ -22,7 +22,7 @@ __all__ = ["check_plugins", "check_model", "check_input_shape", "record_roots", 
 
 
 def _fail(path: tuple[Any, ...], message: str) -> Exception:
-    from .schema import SpaceError
+    from .types import SpaceError
 
     return SpaceError(path, message)
 
