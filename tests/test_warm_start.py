@@ -89,6 +89,18 @@ def test_local_search_trains_the_dense_model_first(tmp_path):
     dense = next(t for t in study.trials if t.user_attrs.get("pretrain"))
     assert dense.number == 0 and dense.values[0] > 0.5  # 3 epochs on digits: well above chance (0.1)
 
+    # the per-layer sensitivity of the study's dense model: 6 layers x (tt, stt, tucker) x ranks (4, 8)
+    out = cli("sensitivity", "warm", "--results-dir", str(results), "--samples", "64", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import pandas as pd
+
+    table = pd.read_csv(results / "warm" / "sensitivity.csv")
+    assert set(table["family"]) == {"tt", "stt", "tucker"} and table["layer"].nunique() == 6
+    assert (table["delta_accuracy"] <= 0.5).all() and "layer1.0.conv1" in out.stdout
+    assert (results / "warm" / "sensitivity.png").stat().st_size > 1000
+    again = cli("sensitivity", "warm", "--results-dir", str(results), cwd=tmp_path)
+    assert again.returncode == 0 and "read " in again.stdout  # cached in the study's folder
+
 
 @pytest.mark.slow
 def test_two_workers_share_one_dense_training(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("export", "layers", "results", "search", "summary", "train")
+MODULES = ("export", "layers", "results", "search", "sensitivity", "summary", "train")
 
 
 def load_all() -> None:
